@@ -1,0 +1,44 @@
+# EarTag build, test and run entry points. `make run` and `make test` work on a fresh Debian machine.
+SHELL := /bin/bash
+SWIFT ?= swift
+# Debian packages the build and the tests need.
+DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev pkg-config
+REFERENCE ?= ../shared/reference
+# Model used by `make run`: the official checkpoint imported from the reference folder (never committed).
+RUN_MODEL ?= .build/models/mn04_as.safetensors
+RELEASE_FLAGS := -c release
+TEST_FLAGS := -c release -Xswiftc -enable-testing
+BIN := .build/release/eartag
+
+.PHONY: deps build test run clean
+
+## deps: install the Debian packages (apt-get update first only when something is missing).
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	else echo "deps: all installed"; fi
+
+## build: release build of the eartag binary.
+build: deps
+	$(SWIFT) build $(RELEASE_FLAGS) --product eartag
+
+## test: every test, optimised (numeric code is 10-100x slower in debug builds).
+test: deps
+	$(SWIFT) build $(TEST_FLAGS) --product eartag
+	$(SWIFT) test $(TEST_FLAGS)
+
+$(RUN_MODEL): | build
+	@mkdir -p $(dir $(RUN_MODEL))
+	$(BIN) import $(REFERENCE)/efficientat/mn04_as_mAP_432.pt -o $(RUN_MODEL)
+
+## run: tag the reference recordings with the imported mn04_as model.
+run: build $(RUN_MODEL)
+	EARTAG_MODEL=$(RUN_MODEL) $(BIN) tag $(REFERENCE)/audio/*.wav
+
+clean:
+	rm -rf .build

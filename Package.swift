@@ -1,0 +1,52 @@
+// swift-tools-version:6.1
+// EarTag: streaming real-time sound tagger (EfficientAT MobileNetV3) for embedded Linux.
+import PackageDescription
+
+/// Optimisation for the numeric targets: release builds drop overflow and bounds checks in kernels only.
+let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "EarTag",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "eartag", targets: ["eartag"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System libraries: each is imported by exactly one Swift module.
+        .systemLibrary(name: "CSndFile", path: "Sources/CSndFile", pkgConfig: "sndfile",
+                       providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "CSoxr", path: "Sources/CSoxr", pkgConfig: "soxr",
+                       providers: [.apt(["libsoxr-dev"])]),
+        .systemLibrary(name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
+                       providers: [.apt(["libfftw3-dev"])]),
+
+        // Runtime modules, in data-flow order.
+        .target(name: "EarTagAudio", dependencies: ["CSndFile", "CSoxr"]),
+        .target(name: "EarTagFrontend", dependencies: ["CFFTW"], swiftSettings: kernelSettings),
+        .target(name: "EarTagModel"),
+        .target(name: "EarTagKernels", swiftSettings: kernelSettings),
+        .target(name: "EarTagEngine", dependencies: ["EarTagModel", "EarTagKernels"], swiftSettings: kernelSettings),
+        .target(name: "EarTagPipeline",
+                dependencies: ["EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine"]),
+        .executableTarget(name: "eartag", dependencies: [
+            "EarTagPipeline", "EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Tests mirror modules; EarTagTestSupport finds ../shared/reference and reads golden files.
+        .target(name: "EarTagTestSupport", dependencies: ["EarTagModel"], path: "Tests/EarTagTestSupport"),
+        .testTarget(name: "EarTagAudioTests", dependencies: ["EarTagAudio", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagFrontendTests",
+                    dependencies: ["EarTagFrontend", "EarTagAudio", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagModelTests", dependencies: ["EarTagModel", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagKernelsTests", dependencies: ["EarTagKernels", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagEngineTests",
+                    dependencies: ["EarTagEngine", "EarTagModel", "EarTagKernels", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagPipelineTests", dependencies: ["EarTagPipeline", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagCLITests", dependencies: ["eartag", "EarTagModel", "EarTagTestSupport"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,1 @@
+// EarTagAudio: placeholder until its first real source lands.

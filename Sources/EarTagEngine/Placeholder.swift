@@ -1,0 +1,1 @@
+// EarTagEngine: placeholder until its first real source lands.

@@ -1,0 +1,1 @@
+// EarTagFrontend: placeholder until its first real source lands.

@@ -1,0 +1,1 @@
+// EarTagKernels: placeholder until its first real source lands.

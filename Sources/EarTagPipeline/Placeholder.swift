@@ -1,0 +1,1 @@
+// EarTagPipeline: placeholder until its first real source lands.

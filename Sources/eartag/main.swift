@@ -1,0 +1,1 @@
+print("eartag: under construction")

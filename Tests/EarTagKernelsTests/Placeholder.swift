@@ -1,0 +1,1 @@
+// EarTagKernelsTests: placeholder.
