@@ -1,0 +1,107 @@
+// The `eartag bench` measurement: frontend and engine time per 10 s clip, medians of repeated runs.
+import Foundation
+import EarTagFrontend
+import EarTagModel
+import EarTagEngine
+
+/// Benchmark figures for one model on this machine.
+public struct BenchResult: Sendable {
+    public var model: String
+    public var threads: Int
+    public var runs: Int
+    public var frontendMsPer10s: Double
+    public var engineMsPer10s: Double
+    public var macsPerClip: Int
+    public var peakRSSMB: Double
+
+    /// Giga multiply-accumulates per second the engine time implies.
+    public var gmacsPerSecond: Double { Double(macsPerClip) / (engineMsPer10s * 1e-3) / 1e9 }
+    /// Seconds of audio processed per second of compute, frontend and engine together.
+    public var realTimeFactor: Double { 10_000 / (frontendMsPer10s + engineMsPer10s) }
+
+    /// One JSON object (stable key names, used by scripts).
+    public var json: String {
+        "{\"model\":\(jsonString(model)),\"threads\":\(threads),\"runs\":\(runs),"
+            + "\"frontend_ms_per_10s\":\(fmt(frontendMsPer10s)),\"engine_ms_per_10s\":\(fmt(engineMsPer10s)),"
+            + "\"macs_per_10s\":\(macsPerClip),\"gmacs_per_s\":\(fmt(gmacsPerSecond)),"
+            + "\"real_time_factor\":\(fmt(realTimeFactor)),\"peak_rss_mb\":\(fmt(peakRSSMB))}"
+    }
+
+    /// Human-readable lines.
+    public var text: String {
+        """
+        model: \(model)  threads: \(threads)  runs: \(runs) (median)
+        frontend: \(fmt(frontendMsPer10s)) ms per 10 s clip
+        engine:   \(fmt(engineMsPer10s)) ms per 10 s clip  (\(fmt(Double(macsPerClip) / 1e6)) MMAC, \
+        \(fmt(gmacsPerSecond)) GMAC/s)
+        real-time factor: \(fmt(realTimeFactor))x  peak RSS: \(fmt(peakRSSMB)) MB
+        """
+    }
+
+    private func fmt(_ v: Double) -> String { String(format: "%.3f", v) }
+}
+
+/// Runs the benchmark on a deterministic synthetic 10 s clip.
+public enum Bench {
+    /// Ten seconds of deterministic test audio at `rate`: tones plus pseudo-random noise.
+    public static func syntheticClip(rate: Int) -> [Float] {
+        var state: UInt32 = 0x12345678
+        return (0..<(rate * 10)).map { i in
+            state = state &* 1_664_525 &+ 1_013_904_223
+            let noise = Float(Int32(bitPattern: state)) / Float(Int32.max)
+            let t = Float(i) / Float(rate)
+            return 0.3 * sinf(2 * .pi * 440 * t) + 0.2 * sinf(2 * .pi * 1234 * t) + 0.05 * noise
+        }
+    }
+
+    /// Measures frontend and engine medians over `runs` runs after `warmup` unmeasured ones.
+    public static func run(model: FloatModel, threads: Int, runs: Int, warmup: Int = 3) throws -> BenchResult {
+        let audio = syntheticClip(rate: model.frontend.sampleRate)
+        let frontend = try LogMelFrontend(settings: model.frontend)
+        var mel = try frontend.compute(audio)
+        let engine = try FloatEngine(model: model, maxFrames: mel.frames, threads: threads)
+        var logits = [Float](repeating: 0, count: engine.numClasses)
+        var embedding = [Float](repeating: 0, count: engine.embeddingSize)
+        var frontendTimes: [Double] = []
+        var engineTimes: [Double] = []
+        for i in 0..<(warmup + runs) {
+            let t0 = now()
+            mel = try frontend.compute(audio)
+            let t1 = now()
+            mel.data.withUnsafeBufferPointer { m in
+                logits.withUnsafeMutableBufferPointer { l in
+                    embedding.withUnsafeMutableBufferPointer { e in
+                        engine.run(mel: m, frames: mel.frames, logits: l, embedding: e)
+                    }
+                }
+            }
+            let t2 = now()
+            if i >= warmup {
+                frontendTimes.append(t1 - t0)
+                engineTimes.append(t2 - t1)
+            }
+        }
+        return BenchResult(model: model.name, threads: threads, runs: runs,
+                           frontendMsPer10s: median(frontendTimes) * 1e3, engineMsPer10s: median(engineTimes) * 1e3,
+                           macsPerClip: engine.multiplyAccumulates(frames: mel.frames), peakRSSMB: peakRSSMegabytes())
+    }
+
+    /// Monotonic time in seconds.
+    static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) * 1e-9 }
+
+    /// Median of a non-empty list.
+    static func median(_ v: [Double]) -> Double {
+        let s = v.sorted()
+        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+    }
+
+    /// Peak resident set size of this process (VmHWM), in MB; 0 where /proc is unavailable.
+    public static func peakRSSMegabytes() -> Double {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+            return kb / 1024
+        }
+        return 0
+    }
+}

@@ -1,1 +1,0 @@
-// EarTagPipeline: placeholder until its first real source lands.

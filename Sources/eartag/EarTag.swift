@@ -1,0 +1,175 @@
+// The `eartag` command line: parse, call a module, print.
+import ArgumentParser
+import Foundation
+import EarTagModel
+import EarTagPipeline
+
+/// Root command.
+@main
+struct EarTag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eartag",
+        abstract: "Tag sounds with EfficientAT MobileNetV3 models (527 AudioSet classes).",
+        subcommands: [Tag.self, Import.self, Labels.self, Bench.self])
+}
+
+/// The `--model` option shared by every command that runs a model.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Model file (.safetensors). Default: $EARTAG_MODEL, then the installed default.",
+                                            valueName: "MODEL"))
+    var model: String?
+
+    /// Loads the model or exits with a one-line error.
+    func load() throws -> FloatModel {
+        try fail { try ModelLocator.load(model) }
+    }
+}
+
+/// Prints `eartag: MESSAGE` on stderr.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("eartag: \(message)\n".utf8))
+}
+
+/// Runs `body`, turning any error into a one-line message and exit status 1.
+func fail<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e as ExitCode {
+        throw e
+    } catch {
+        printError(oneLine(error))
+        throw ExitCode(1)
+    }
+}
+
+/// The error's description on a single line.
+func oneLine(_ error: Error) -> String {
+    String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
+}
+
+/// Writes text to stdout without buffering surprises between files.
+func emit(_ s: String) {
+    FileHandle.standardOutput.write(Data(s.utf8))
+}
+
+extension OutputFormat: ExpressibleByArgument {}
+
+/// `eartag tag`: tag whole audio files.
+struct Tag: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tag audio files (WAV, FLAC, OGG, MP3; any rate, resampled to 32 kHz mono).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Number of top labels per file.") var top: Int = 10
+    @Option(help: "Output format: text (EfficientAT's `Label: 0.727`) or jsonl (one object per file).")
+    var format: OutputFormat = .text
+    @Flag(help: "Also print the score of every class, in model order.") var allScores = false
+    @Flag(help: "Also print the embedding (pooled last feature map).") var embedding = false
+    @Option(help: "Threads for the engine.") var threads: Int = 1
+    @Option(help: "Longest file accepted, in seconds (the whole file is analysed in one pass).")
+    var maxDuration: Double = 600
+    @Argument(help: "Audio files.") var files: [String]
+
+    func validate() throws {
+        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard maxDuration > 0 else { throw ValidationError("--max-duration must be positive") }
+        guard !files.isEmpty else { throw ValidationError("give at least one audio file") }
+    }
+
+    func run() throws {
+        let model = try modelOptions.load()
+        let tagger = try fail { try FileTagger(model: model, threads: threads, maxDurationSeconds: maxDuration) }
+        let printer = ResultPrinter(format: format, top: top, allScores: allScores, embedding: embedding,
+                                    labels: model.labels, modelName: model.name)
+        var failures = 0
+        for file in files {
+            do {
+                emit(printer.render(try tagger.tag(path: file)))
+            } catch {
+                printError(oneLine(error))
+                failures += 1
+            }
+        }
+        if failures > 0 { throw ExitCode(1) }
+    }
+}
+
+/// `eartag import`: convert an EfficientAT PyTorch checkpoint to EarTag's safetensors weights file.
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Import an EfficientAT MN checkpoint (.pt) as a safetensors model file, without running Python.")
+
+    @Argument(help: "EfficientAT checkpoint, e.g. mn04_as_mAP_432.pt.") var checkpoint: String
+    @Option(name: .shortAndLong, help: "Output model file (.safetensors).") var output: String
+    @Option(help: "Strides of the four down-sampling stages (the state dict does not record them).")
+    var strides: String = "2,2,2,2"
+    @Flag(help: "The model was built with dilated=True.") var dilated = false
+    @Option(help: "Labels CSV (index,mid,display_name). Default: class_labels_indices.csv beside the checkpoint.")
+    var labels: String?
+    @Option(help: "Model name recorded in the file. Default: from the checkpoint's file name.") var name: String?
+
+    /// The parsed `--strides` list.
+    var strideList: [Int] { strides.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+
+    func validate() throws {
+        let parts = strides.split(separator: ",", omittingEmptySubsequences: false)
+        guard parts.count == 4, strideList.count == 4, strideList.allSatisfy({ $0 == 1 || $0 == 2 }) else {
+            throw ValidationError("--strides must be four values of 1 or 2, e.g. 2,2,2,2 (got '\(strides)')")
+        }
+    }
+
+    func run() throws {
+        let model = try fail {
+            try CheckpointImporter.importCheckpoint(path: checkpoint, strides: strideList, dilated: dilated,
+                                                    labelsPath: labels, name: name)
+        }
+        try fail { try ModelFile.save(model, to: output) }
+        let a = model.architecture
+        emit("\(output): \(model.name), width \(a.widthMult), \(a.blocks.count) blocks, \(a.head.rawValue) head, "
+             + "\(a.numClasses) classes, \(model.tensors.values.reduce(0) { $0 + $1.count }) parameters\n")
+    }
+}
+
+/// `eartag labels`: print the model's class labels.
+struct Labels: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the model's labels as CSV (index,mid,display_name), in model output order.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    func run() throws {
+        let model = try modelOptions.load()
+        var out = "index,mid,display_name\n"
+        for l in model.labels { out += "\(l.index),\(csvField(l.mid)),\(csvField(l.displayName))\n" }
+        emit(out)
+    }
+
+    /// A CSV field, quoted when it holds a comma, quote or newline.
+    func csvField(_ s: String) -> String {
+        guard s.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) else { return s }
+        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}
+
+/// `eartag bench`: time the frontend and engine on a 10 s clip.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure milliseconds per 10 s clip for the frontend and the engine (median of repeated runs).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Threads for the engine.") var threads: Int = 1
+    @Option(help: "Measured runs (after 3 warm-up runs).") var runs: Int = 30
+    @Flag(help: "Print one JSON object.") var json = false
+
+    func validate() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    }
+
+    func run() throws {
+        let model = try modelOptions.load()
+        let result = try fail { try EarTagPipeline.Bench.run(model: model, threads: threads, runs: runs) }
+        emit((json ? result.json : result.text) + "\n")
+    }
+}
