@@ -221,20 +221,18 @@ enum ArchitectureInference {
         guard numClasses > 0 else { throw fail("the classifier has no classes") }
         let channelSE = observed.contains { $0.se != nil }
 
+        // The width whose configuration reproduces every tensor shape; otherwise the closest one names the culprit.
+        var best: (arch: Architecture, mismatches: Int)?
         for w in Architecture.knownWidthMultipliers {
             let arch = try Architecture.efficientAT(widthMult: w, head: head, numClasses: numClasses,
                                                     channelSE: channelSE, strides: strides, dilated: dilated)
-            guard arch.stemChannels == stem[0] else { continue }
-            let fits = zip(arch.blocks, observed).allSatisfy { b, o in
-                b.kernel == o.kernel && b.inputChannels == o.input && b.expandedChannels == o.expanded
-                    && b.outputChannels == o.output && b.seChannels == o.se
-            }
-            if fits, shapes["features.16.0.weight"]?.first == arch.lastConvChannels,
-               head == .fullyConvolutional || shapes["classifier.2.weight"]?.first == arch.headHiddenChannels {
-                try arch.validate(tensorShapes: shapes, path: path)
-                return arch
-            }
+            let expected = arch.expectedTensorShapes()
+            let mismatches = expected.filter { shapes[$0.key] != $0.value }.count
+                + shapes.keys.filter { expected[$0] == nil }.count
+            if mismatches == 0 { return arch }
+            if mismatches < best?.mismatches ?? Int.max { best = (arch, mismatches) }
         }
+        if let best, best.mismatches <= 3 { try best.arch.validate(tensorShapes: shapes, path: path) }
         let summary = observed.map { "\($0.expanded)/\($0.output)" }.joined(separator: " ")
         throw fail("channel counts (stem \(stem[0]), blocks expanded/out \(summary)) match no EfficientAT width "
                    + "multiplier in \(Architecture.knownWidthMultipliers)")
