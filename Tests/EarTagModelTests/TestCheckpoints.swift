@@ -7,6 +7,8 @@ import Foundation
 struct StoredZipWriter {
     /// Entries as (name, data, compression method written in the headers).
     var entries: [(name: String, data: [UInt8], method: UInt16)] = []
+    /// Write ZIP64 end records (with the classic EOCD fields saturated) as large archives do.
+    var zip64 = false
 
     /// Adds an entry (method 0 = stored; other values only mislabel the headers, the data stays raw).
     mutating func add(_ name: String, _ data: [UInt8], method: UInt16 = 0) { entries.append((name, data, method)) }
@@ -31,6 +33,17 @@ struct StoredZipWriter {
         }
         let cdOffset = UInt32(out.count)
         out += central
+        if zip64 {
+            func u64(_ v: UInt64, _ a: inout [UInt8]) { for i in 0..<8 { a.append(UInt8((v >> (8 * UInt64(i))) & 0xFF)) } }
+            let z64 = UInt64(out.count)
+            u32(0x0606_4b50, &out); u64(44, &out); u16(45, &out); u16(45, &out); u32(0, &out); u32(0, &out)
+            u64(UInt64(entries.count), &out); u64(UInt64(entries.count), &out); u64(UInt64(central.count), &out)
+            u64(UInt64(cdOffset), &out)
+            u32(0x0706_4b50, &out); u32(0, &out); u64(z64, &out); u32(1, &out)
+            u32(0x0605_4b50, &out); u16(0xFFFF, &out); u16(0xFFFF, &out); u16(0xFFFF, &out); u16(0xFFFF, &out)
+            u32(0xFFFF_FFFF, &out); u32(0xFFFF_FFFF, &out); u16(0, &out)
+            return out
+        }
         u32(0x0605_4b50, &out); u16(0, &out); u16(0, &out); u16(UInt16(entries.count), &out)
         u16(UInt16(entries.count), &out); u32(UInt32(central.count), &out); u32(cdOffset, &out); u16(0, &out)
         return out
