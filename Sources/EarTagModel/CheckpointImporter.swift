@@ -84,6 +84,7 @@ struct CheckpointReader {
 
     /// Reads one tensor's values as float32 (gathering arbitrary strides), checking every bound.
     func materialize(name: String, _ t: TensorRef) throws -> Tensor {
+        /// Tensor error helper.
         func unsupported(_ r: String) -> ModelError { .unsupportedTensor(path: path, tensor: name, reason: r) }
         guard let dtype = StorageDType(rawValue: t.storage.typeName) else { throw unsupported("storage type \(t.storage.typeName)") }
         guard dtype.isFloat else { throw unsupported("\(t.storage.typeName) is not a floating-point type") }
@@ -116,6 +117,7 @@ struct CheckpointReader {
         var out = [Float](repeating: 0, count: count)
         if count == 0 { return Tensor(shape: t.shape, data: out) }
         bytes.withUnsafeBytes { raw in
+            /// Storage element `i` converted to float32.
             func value(_ i: Int) -> Float {
                 let o = i * dtype.size
                 switch dtype {

@@ -30,6 +30,7 @@ final class ZipAndPickleTests: XCTestCase {
         return out
     }
 
+    /// Checks: plain values protocols 3 and 4.
     func testPlainValuesProtocols3And4() throws {
         // pickle.dumps({'a': [1, -1, 300, 70000, 2**40, -2**40, 1.5, None, True, False, 'é', (1,), (1,2), (1,2,3), ()],
         //               'b': b'xy', 'c': {'n': -2**63}}, protocol=3 / 4) from CPython.
@@ -46,12 +47,14 @@ final class ZipAndPickleTests: XCTestCase {
         }
     }
 
+    /// Checks: memo shares mutable objects.
     func testMemoSharesMutableObjects() throws {
         // EMPTY_LIST BINPUT 0, then BINGET 0 APPEND 1 twice, then a tuple of the memoized list.
         let b: [UInt8] = [0x80, 0x02, 0x5D, 0x71, 0x00, 0x4B, 0x01, 0x61, 0x68, 0x00, 0x4B, 0x02, 0x61, 0x86, 0x2E]
         XCTAssertEqual(repr(try Unpickler(path: "mem").load(ArraySlice(b))), "([1, 2], [1, 2])")
     }
 
+    /// Checks: nesting is bounded.
     func testNestingIsBounded() {
         let b: [UInt8] = [0x80, 0x02] + [UInt8](repeating: 0x28, count: Unpickler.maxMarks + 1) + [0x2E]
         XCTAssertThrowsError(try Unpickler(path: "deep.pt").load(ArraySlice(b))) { e in
@@ -59,6 +62,7 @@ final class ZipAndPickleTests: XCTestCase {
         }
     }
 
+    /// Checks: zip 64 end records are read.
     func testZip64EndRecordsAreRead() throws {
         var z = StoredZipWriter()
         z.zip64 = true
@@ -69,6 +73,7 @@ final class ZipAndPickleTests: XCTestCase {
         XCTAssertEqual(Array(try archive.data(of: archive.entry(named: "top/data/0")!)), [1, 2, 3])
     }
 
+    /// Checks: zip bounds checked.
     func testZipBoundsChecked() throws {
         var z = StoredZipWriter()
         z.add("a/data.pkl", [0x80, 0x02, 0x7D, 0x2E])
@@ -91,6 +96,7 @@ final class ZipAndPickleTests: XCTestCase {
         }
     }
 
+    /// Checks: CRC 32.
     func testCRC32() {
         XCTAssertEqual(CRC32.checksum(Array("123456789".utf8)), 0xCBF4_3926)
     }
