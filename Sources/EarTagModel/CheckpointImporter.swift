@@ -79,6 +79,10 @@ struct CheckpointReader {
             result.append((name, t))
         }
         if result.isEmpty { throw ModelError.notAStateDict(path: path, reason: "the state dict is empty") }
+        // A model saved from nn.DataParallel prefixes every name with "module.".
+        if result.allSatisfy({ $0.name.hasPrefix("module.") }) {
+            result = result.map { (String($0.name.dropFirst("module.".count)), $0.tensor) }
+        }
         return result
     }
 

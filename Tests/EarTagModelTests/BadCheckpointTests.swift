@@ -70,6 +70,21 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path, contains: "end-of-central-directory")
     }
 
+    /// Checks: a legacy (non-zip) torch.save pickle gets a specific hint.
+    func testLegacyPickleFileRefused() throws {
+        let path = try FakeCheckpoint.write([0x80, 0x02, 0x8A, 0x0A] + [UInt8](repeating: 0, count: 40), "legacy.pt", in: dir)
+        assertRefused(path, contains: "legacy non-zip torch.save")
+    }
+
+    /// Checks: DataParallel "module." prefixes are stripped.
+    func testModulePrefixStripped() throws {
+        let arch = try smallArch()
+        var tensors = FakeCheckpoint.stateDict(arch)
+        for i in tensors.indices { tensors[i].name = "module." + tensors[i].name }
+        let path = try FakeCheckpoint.write(FakeCheckpoint.zip(tensors), "dp.pt", in: dir)
+        XCTAssertEqual(try CheckpointImporter.importCheckpoint(path: path, labelsPath: nil, name: nil).architecture, arch)
+    }
+
     /// Checks: empty file.
     func testEmptyFile() throws {
         let path = try FakeCheckpoint.write([], "empty.pt", in: dir)
