@@ -166,7 +166,7 @@ struct ZipArchive: Sendable {
 
 /// CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) as used by ZIP.
 /// ref: APPNOTE 4.4.7.
-enum CRC32 {
+public enum CRC32 {
     /// Byte-wise lookup table.
     static let table: [UInt32] = (0..<256).map { n -> UInt32 in
         var c = UInt32(n)
@@ -175,7 +175,7 @@ enum CRC32 {
     }
 
     /// CRC-32 of the bytes.
-    static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
+    public static func checksum(_ bytes: some Collection<UInt8>) -> UInt32 {
         var c: UInt32 = 0xFFFF_FFFF
         table.withUnsafeBufferPointer { t in
             for b in bytes { c = t[Int((c ^ UInt32(b)) & 0xFF)] ^ (c >> 8) }

@@ -1,20 +1,23 @@
 // Builders for synthetic PyTorch-style checkpoints: a stored-zip writer and a hand-rolled pickle emitter.
 // ref: PKWARE APPNOTE.TXT 4.3.7/4.3.12/4.3.16; CPython Lib/pickletools.py opcodes.
 import Foundation
-@testable import EarTagModel
+import EarTagModel
 
 /// Writes stored (uncompressed) ZIP archives.
-struct StoredZipWriter {
+public struct StoredZipWriter {
     /// Entries as (name, data, compression method written in the headers).
-    var entries: [(name: String, data: [UInt8], method: UInt16)] = []
+    public var entries: [(name: String, data: [UInt8], method: UInt16)] = []
     /// Write ZIP64 end records (with the classic EOCD fields saturated) as large archives do.
-    var zip64 = false
+    public var zip64 = false
+
+    /// An empty archive.
+    public init() {}
 
     /// Adds an entry (method 0 = stored; other values only mislabel the headers, the data stays raw).
-    mutating func add(_ name: String, _ data: [UInt8], method: UInt16 = 0) { entries.append((name, data, method)) }
+    public mutating func add(_ name: String, _ data: [UInt8], method: UInt16 = 0) { entries.append((name, data, method)) }
 
     /// The archive bytes.
-    func bytes() -> [UInt8] {
+    public func bytes() -> [UInt8] {
         var out: [UInt8] = []
         var central: [UInt8] = []
         /// Appends a little-endian UInt16.
@@ -54,66 +57,81 @@ struct StoredZipWriter {
 }
 
 /// Emits pickle protocol-2 opcodes.
-struct PickleEmitter {
-    var b: [UInt8] = [0x80, 0x02]
+public struct PickleEmitter {
+    public var b: [UInt8] = [0x80, 0x02]
+
+    /// A pickle stream starting with PROTO 2.
+    public init() {}
     /// Appends an opcode byte.
-    mutating func op(_ o: UInt8) { b.append(o) }
+    public mutating func op(_ o: UInt8) { b.append(o) }
     /// MARK.
-    mutating func mark() { op(0x28) }
+    public mutating func mark() { op(0x28) }
     /// BINUNICODE.
-    mutating func string(_ s: String) {
+    public mutating func string(_ s: String) {
         let u = Array(s.utf8)
         op(0x58); for i in 0..<4 { b.append(UInt8((u.count >> (8 * i)) & 0xFF)) }; b += u
     }
     /// BININT.
-    mutating func int(_ v: Int) {
+    public mutating func int(_ v: Int) {
         op(0x4A); let u = UInt32(bitPattern: Int32(v)); for i in 0..<4 { b.append(UInt8((u >> (8 * UInt32(i))) & 0xFF)) }
     }
     /// GLOBAL.
-    mutating func global(_ module: String, _ name: String) { op(0x63); b += Array("\(module)\n\(name)\n".utf8) }
+    public mutating func global(_ module: String, _ name: String) { op(0x63); b += Array("\(module)\n\(name)\n".utf8) }
     /// SHORT_BINUNICODE x2 + STACK_GLOBAL.
-    mutating func stackGlobal(_ module: String, _ name: String) {
+    public mutating func stackGlobal(_ module: String, _ name: String) {
         for s in [module, name] { let u = Array(s.utf8); op(0x8C); b.append(UInt8(u.count)); b += u }
         op(0x93)
     }
     /// A tuple of ints.
-    mutating func ints(_ v: [Int]) { mark(); for x in v { int(x) }; op(0x74) }
+    public mutating func ints(_ v: [Int]) { mark(); for x in v { int(x) }; op(0x74) }
     /// STOP.
-    mutating func stop() { op(0x2E) }
+    public mutating func stop() { op(0x2E) }
 }
 
 /// One tensor of a synthetic checkpoint.
-struct FakeTensor {
-    var name: String
-    var shape: [Int]
-    var stride: [Int]? = nil
-    var offset = 0
-    var storageType = "FloatStorage"
+public struct FakeTensor {
+    public var name: String
+    public var shape: [Int]
+    public var stride: [Int]? = nil
+    public var offset = 0
+    public var storageType = "FloatStorage"
     /// Storage contents (raw little-endian bytes) and its claimed element count.
-    var storage: [UInt8]
-    var numel: Int
+    public var storage: [UInt8]
+    public var numel: Int
+
+    /// A tensor record; `stride` nil means contiguous.
+    public init(name: String, shape: [Int], stride: [Int]? = nil, offset: Int = 0, storageType: String = "FloatStorage",
+                storage: [UInt8], numel: Int) {
+        self.name = name
+        self.shape = shape
+        self.stride = stride
+        self.offset = offset
+        self.storageType = storageType
+        self.storage = storage
+        self.numel = numel
+    }
 }
 
 /// Builds a torch.save-like zip checkpoint.
-enum FakeCheckpoint {
+public enum FakeCheckpoint {
     /// Little-endian float32 bytes.
-    static func f32(_ v: [Float]) -> [UInt8] { v.flatMap { x in (0..<4).map { UInt8((x.bitPattern >> (8 * UInt32($0))) & 0xFF) } } }
+    public static func f32(_ v: [Float]) -> [UInt8] { v.flatMap { x in (0..<4).map { UInt8((x.bitPattern >> (8 * UInt32($0))) & 0xFF) } } }
 
     /// A float32 tensor with contiguous strides and values 0, 1, 2, ...
-    static func tensor(_ name: String, _ shape: [Int]) -> FakeTensor {
+    public static func tensor(_ name: String, _ shape: [Int]) -> FakeTensor {
         let n = shape.reduce(1, *)
         return FakeTensor(name: name, shape: shape, storage: f32((0..<n).map { Float($0 % 7) * 0.125 }), numel: n)
     }
 
     /// Row-major strides.
-    static func contiguous(_ shape: [Int]) -> [Int] {
+    public static func contiguous(_ shape: [Int]) -> [Int] {
         var s = [Int](repeating: 1, count: shape.count)
         for i in stride(from: shape.count - 2, through: 0, by: -1) { s[i] = s[i + 1] * shape[i + 1] }
         return s
     }
 
     /// The pickle of an (Ordered)Dict state dict, optionally wrapped as {"model": sd, "epoch": 3}.
-    static func pickle(_ tensors: [FakeTensor], ordered: Bool = true, wrapped: Bool = false) -> [UInt8] {
+    public static func pickle(_ tensors: [FakeTensor], ordered: Bool = true, wrapped: Bool = false) -> [UInt8] {
         var p = PickleEmitter()
         if wrapped { op(&p, 0x7D); p.string("epoch"); p.int(3); op(&p, 0x73); p.string("model") }
         if ordered { p.global("collections", "OrderedDict"); p.op(0x29); p.op(0x52) } else { p.op(0x7D) }
@@ -144,7 +162,7 @@ enum FakeCheckpoint {
     private static func op(_ p: inout PickleEmitter, _ o: UInt8) { p.op(o) }
 
     /// The zip bytes of a checkpoint with these tensors under `top/`.
-    static func zip(_ tensors: [FakeTensor], top: String = "archive", pickle: [UInt8]? = nil) -> [UInt8] {
+    public static func zip(_ tensors: [FakeTensor], top: String = "archive", pickle: [UInt8]? = nil) -> [UInt8] {
         var z = StoredZipWriter()
         z.add("\(top)/data.pkl", pickle ?? Self.pickle(tensors))
         for (i, t) in tensors.enumerated() { z.add("\(top)/data/\(i)", t.storage) }
@@ -153,7 +171,7 @@ enum FakeCheckpoint {
     }
 
     /// Tensors of a full synthetic MN state dict for `arch` (with num_batches_tracked as int64 like torch).
-    static func stateDict(_ arch: Architecture) -> [FakeTensor] {
+    public static func stateDict(_ arch: Architecture) -> [FakeTensor] {
         var out = arch.expectedTensorShapes().sorted { $0.key < $1.key }.map { tensor($0.key, $0.value) }
         out.append(FakeTensor(name: "features.0.1.num_batches_tracked", shape: [], storageType: "LongStorage",
                               storage: [UInt8](repeating: 0, count: 8), numel: 1))
@@ -161,7 +179,7 @@ enum FakeCheckpoint {
     }
 
     /// Writes bytes to a fresh file in `dir`.
-    static func write(_ bytes: [UInt8], _ name: String, in dir: URL) throws -> String {
+    public static func write(_ bytes: [UInt8], _ name: String, in dir: URL) throws -> String {
         let url = dir.appendingPathComponent(name)
         try Data(bytes).write(to: url)
         return url.path
