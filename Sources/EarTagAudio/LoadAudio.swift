@@ -117,7 +117,8 @@ func readAllFrames(_ file: SoundFile, limit: Int, refuseBeyondLimit: Bool,
     let channels = file.info.channels
     let block = 1 << 16
     var out = [Float]()
-    out.reserveCapacity(refuseBeyondLimit ? block * channels : limit * channels)
+    // Never trust a header for the allocation: reserve at most 2^22 frames, grow only as data really arrives.
+    out.reserveCapacity(min(refuseBeyondLimit ? block : limit, 1 << 22) * channels)
     var scratch = [Float](repeating: 0, count: block * channels)
     var total = 0
     while total < limit || refuseBeyondLimit {

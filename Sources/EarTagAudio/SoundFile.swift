@@ -18,6 +18,14 @@ public struct SndFileError: Error, Equatable, Sendable, CustomStringConvertible 
     /// SF_ERR_UNSUPPORTED_ENCODING: a known container with an unsupported codec.
     public static let unsupportedEncoding = Int32(SF_ERR_UNSUPPORTED_ENCODING)
 
+    /// Wraps a code and libsndfile's message (trailing period and blanks trimmed so it reads well inside a sentence).
+    public init(code: Int32, message: String) {
+        var m = Substring(message)
+        while let last = m.last, last == "." || last == " " || last == "\n" { m = m.dropLast() }
+        self.code = code
+        self.message = String(m)
+    }
+
     /// One line: the message and the code.
     public var description: String { "\(message) [sndfile error \(code)]" }
 
