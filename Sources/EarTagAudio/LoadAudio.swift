@@ -64,15 +64,22 @@ public func loadAudio(path: String, targetRate: Int, maxDurationSeconds: Double)
 }
 
 /// Decodes a complete audio file held in memory (e.g. a WAV read from stdin); `name` appears in error messages.
+/// With `stream: true`, a WAV header's placeholder sizes (0, 0xFFFFFFFF, or more than arrived, as encoders writing
+/// to a pipe leave them) mean "all bytes present" instead of an error; otherwise a short `data` chunk is `.truncated`.
 public func loadAudio(bytes: [UInt8], name: String = "<stdin>", targetRate: Int = 32000,
-                      maxDurationSeconds: Double = AudioLimits.maxDurationSeconds) throws -> DecodedAudio {
+                      maxDurationSeconds: Double = AudioLimits.maxDurationSeconds,
+                      stream: Bool = false) throws -> DecodedAudio {
     if bytes.isEmpty { throw AudioError.emptyFile(file: name) }
+    var input = bytes
     if let chunk = WAVDataChunk.locate(prefix: Array(bytes.prefix(AudioLimits.headerProbeBytes)),
-                                       fileSize: Int64(bytes.count)),
-       chunk.isTruncated {
-        throw AudioError.truncated(file: name, declaredBytes: chunk.declaredBytes, actualBytes: chunk.availableBytes)
+                                       fileSize: Int64(bytes.count)) {
+        if stream {
+            input = chunk.patchedForStream(bytes)
+        } else if chunk.isTruncated {
+            throw AudioError.truncated(file: name, declaredBytes: chunk.declaredBytes, actualBytes: chunk.availableBytes)
+        }
     }
-    let file = try SoundFile(readingBytes: bytes, name: name)
+    let file = try SoundFile(readingBytes: input, name: name)
     defer { file.close() }
     return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds)
 }
@@ -170,7 +177,14 @@ func checkRegularReadableFile(_ path: String) throws -> Int64 {
         throw AudioError.systemError(file: path, detail: String(cString: strerror(e)))
     }
     if (st.st_mode & S_IFMT) != S_IFREG { throw AudioError.notARegularFile(file: path) }
-    if access(path, R_OK) != 0 { throw AudioError.permissionDenied(file: path) }
+    // Open for real (not access(), which checks the real rather than the effective user).
+    let fd = open(path, O_RDONLY)
+    if fd < 0 {
+        let e = errno
+        if e == EACCES || e == EPERM { throw AudioError.permissionDenied(file: path) }
+        throw AudioError.systemError(file: path, detail: String(cString: strerror(e)))
+    }
+    close(fd)
     return Int64(st.st_size)
 }
 

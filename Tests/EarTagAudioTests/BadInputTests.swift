@@ -110,6 +110,20 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(try loadAudio(path: ok).sourceFrames, 1000)
     }
 
+    /// A WAV stream with placeholder sizes (as written to a pipe) decodes fully in stream mode.
+    func testStreamPlaceholderSizes() throws {
+        let body = (0..<2000).map { UInt8(truncatingIfNeeded: $0 * 13) }
+        for declared: UInt32 in [0, 0xFFFF_FFFF, 0x7FFF_F000, 5000] {
+            let bytes = Fixtures.wavHeader(dataBytes: declared) + body
+            let audio = try loadAudio(bytes: bytes, name: "<stdin>", targetRate: 8000, stream: true)
+            XCTAssertEqual(audio.sourceFrames, 1000, "declared \(declared)")
+            XCTAssertEqual(audio.samples.count, 1000, "declared \(declared)")
+        }
+        XCTAssertThrowsError(try loadAudio(bytes: Fixtures.wavHeader(dataBytes: 5000) + body, name: "<stdin>")) {
+            XCTAssertEqual($0 as? AudioError, .truncated(file: "<stdin>", declaredBytes: 5000, actualBytes: 2000))
+        }
+    }
+
     /// A real libsndfile-written WAV with its tail cut off is reported as truncated.
     func testTruncatedSndfileWAV() throws {
         let p = path("real.wav")
@@ -162,13 +176,18 @@ final class BadInputTests: XCTestCase {
         XCTAssertEqual(expectError(dir.path), .notARegularFile(file: dir.path))
     }
 
-    /// An unreadable file (skipped as root, who can read anything).
+    /// An unreadable file; as root (who may read anything) the check runs with the effective user "nobody".
     func testUnreadableFile() throws {
-        if geteuid() == 0 { throw XCTSkip("running as root: permissions are not enforced") }
         let p = path("secret.wav")
         try Fixtures.writeBytes(validWAV(), to: p)
-        chmod(p, 0)
-        XCTAssertEqual(expectError(p), .permissionDenied(file: p))
+        XCTAssertEqual(chmod(p, 0), 0)
+        if geteuid() == 0 {
+            guard seteuid(65534) == 0 else { throw XCTSkip("root cannot switch to nobody to test permissions") }
+            defer { XCTAssertEqual(seteuid(0), 0) }
+            XCTAssertEqual(expectError(p), .permissionDenied(file: p))
+        } else {
+            XCTAssertEqual(expectError(p), .permissionDenied(file: p))
+        }
     }
 
     /// libsndfile errors become typed errors with the library's message.
