@@ -60,7 +60,7 @@ public func loadAudio(path: String, targetRate: Int, maxDurationSeconds: Double)
     }
     let file = try SoundFile(readingPath: path)
     defer { file.close() }
-    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds)
+    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds, checkTruncation: true)
 }
 
 /// Decodes a complete audio file held in memory (e.g. a WAV read from stdin); `name` appears in error messages.
@@ -81,13 +81,18 @@ public func loadAudio(bytes: [UInt8], name: String = "<stdin>", targetRate: Int 
     }
     let file = try SoundFile(readingBytes: input, name: name)
     defer { file.close() }
-    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds)
+    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds, checkTruncation: !stream)
 }
 
-/// Reads every frame of an open file, averages to mono and resamples to `targetRate`.
-func decode(_ file: SoundFile, targetRate: Int, maxDurationSeconds: Double) throws -> DecodedAudio {
+/// Reads every frame of an open file, averages to mono and resamples to `targetRate`; with `checkTruncation`, a data
+/// chunk that libsndfile's log says is shorter than declared (AIFF, AU, CAF, ...; WAV is checked before opening) fails.
+func decode(_ file: SoundFile, targetRate: Int, maxDurationSeconds: Double,
+            checkTruncation: Bool) throws -> DecodedAudio {
     let info = file.info
     let name = file.name
+    if checkTruncation, let short = file.dataSizeShortfall() {
+        throw AudioError.truncated(file: name, declaredBytes: short.declaredBytes, actualBytes: short.actualBytes)
+    }
     guard targetRate > 0 else {
         throw AudioError.invalidParameters(file: name, detail: "target rate \(targetRate) Hz")
     }

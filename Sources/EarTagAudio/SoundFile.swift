@@ -219,6 +219,27 @@ public final class SoundFile {
         return String(decoding: buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
+    /// The audio-data chunk size mismatch libsndfile noted while parsing, if the header declares more bytes than the
+    /// file holds: log lines such as `data : 16000 (should be 14999)` (WAV, CAF), `SSND : ...` (AIFF),
+    /// `Data Size : ...` (AU). libsndfile itself just reads fewer frames. Placeholder sizes 0 / 0xFFFFFFFF are ignored.
+    // ref: libsndfile src/wav.c, aiff.c, au.c, caf.c psf_log_printf "... (should be %D)"
+    public func dataSizeShortfall() -> (declaredBytes: Int64, actualBytes: Int64)? {
+        for rawLine in logInfo().split(separator: "\n") {
+            guard let colon = rawLine.firstIndex(of: ":") else { continue }
+            let key = rawLine[..<colon].trimmingBlanks()
+            guard key == "data" || key == "SSND" || key == "Data Size" else { continue }
+            let rest = rawLine[rawLine.index(after: colon)...].trimmingBlanks()
+            let prefix = "(should be "
+            guard let paren = rest.firstIndex(of: "("), rest.hasSuffix(")"),
+                  rest[paren...].hasPrefix(prefix),
+                  let declared = Int64(rest[..<paren].trimmingBlanks()),
+                  let actual = Int64(rest[rest.index(paren, offsetBy: prefix.count)..<rest.index(before: rest.endIndex)])
+            else { continue }
+            if declared > actual && declared != 0xFFFF_FFFF && declared != 0 { return (declared, actual) }
+        }
+        return nil
+    }
+
     /// Closes the handle (idempotent); returns the `sf_close` code.  // ref: sndfile.h sf_close
     @discardableResult
     public func close() -> Int32 {
@@ -276,5 +297,15 @@ public final class SoundFile {
         if Int(major) == SF_FORMAT_MPEG && Int(sub) == SF_FORMAT_MPEG_LAYER_III { return "MP3" }
         if Int(major) == SF_FORMAT_FLAC, subName.hasSuffix(" PCM") { return "FLAC " + subName.dropLast(4) }
         return "\(majorName) \(subName)"
+    }
+}
+
+extension Substring {
+    /// The substring without leading and trailing spaces and tabs.
+    func trimmingBlanks() -> Substring {
+        var t = self
+        while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
+        while let l = t.last, l == " " || l == "\t" || l == "\r" { t = t.dropLast() }
+        return t
     }
 }

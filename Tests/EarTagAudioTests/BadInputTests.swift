@@ -13,7 +13,9 @@ final class BadInputTests: XCTestCase {
     /// Scratch directory for this test case.
     var dir: URL!
 
+    /// Creates the scratch directory.
     override func setUpWithError() throws { dir = try makeTemporaryDirectory("eartag-audio-bad") }
+    /// Removes the scratch directory.
     override func tearDownWithError() throws {
         chmod(dir.path, 0o755)
         try? FileManager.default.removeItem(at: dir)
@@ -135,6 +137,26 @@ final class BadInputTests: XCTestCase {
         guard case .truncated(_, let declared, let actual)? = expectError(cut) else { return XCTFail("wrong case") }
         XCTAssertEqual(declared, 44100 * 2 * 3)
         XCTAssertLessThan(actual, declared)
+    }
+
+    /// Other containers cut short are caught from libsndfile's parse log (AIFF SSND, AU data size, CAF data).
+    func testTruncatedOtherContainers() throws {
+        let signal = Fixtures.signal(frames: 8000, channels: 1, rate: 8000)
+        for (major, ext) in [(SF_FORMAT_AIFF, "aiff"), (SF_FORMAT_AU, "au"), (SF_FORMAT_CAF, "caf")] {
+            let p = path("full.\(ext)")
+            try Fixtures.write(signal, channels: 1, rate: 8000, format: Int32(major | SF_FORMAT_PCM_16), to: p)
+            XCTAssertEqual(try loadAudio(path: p).sourceFrames, 8000, ext)
+            let bytes = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: p)))
+            let cut = path("cut.\(ext)")
+            try Fixtures.writeBytes(Array(bytes.prefix(bytes.count - 1001)), to: cut)
+            guard case .truncated(_, let declared, let actual)? = expectError(cut) else {
+                XCTFail("\(ext): not reported as truncated"); continue
+            }
+            // libsndfile's CAF numbers count the chunk's 4-byte edit field differently; AIFF and AU are exact.
+            if ext == "caf" { XCTAssertGreaterThanOrEqual(declared - actual, 1001) } else {
+                XCTAssertEqual(declared - actual, 1001, ext)
+            }
+        }
     }
 
     /// Hostile headers: absurd data size, absurd channel count.
