@@ -75,8 +75,17 @@ final class MemoryByteSource {
     /// The read position libsndfile sees.
     var position: Int64 = 0
 
+    /// A stable copy of `virtualIO` that outlives the handle (libsndfile copies it today; this does not rely on that).
+    let table: UnsafeMutablePointer<SF_VIRTUAL_IO>
+
     /// Wraps the bytes of one complete file.
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        table = .allocate(capacity: 1)
+        table.initialize(to: MemoryByteSource.virtualIO)
+    }
+
+    deinit { table.deallocate() }
 
     /// The callbacks table for `sf_open_virtual`; `user_data` must be an unretained pointer to a `MemoryByteSource`.
     // ref: sndfile.h SF_VIRTUAL_IO (get_filelen, seek, read, write, tell)
@@ -142,9 +151,8 @@ public final class SoundFile {
     public init(readingBytes bytes: [UInt8], name: String) throws {
         let src = MemoryByteSource(bytes)
         var cinfo = SF_INFO()
-        var vio = MemoryByteSource.virtualIO
         let user = Unmanaged.passUnretained(src).toOpaque()
-        let h = withExtendedLifetime(src) { sf_open_virtual(&vio, Int32(SFM_READ), &cinfo, user) }
+        let h = withExtendedLifetime(src) { sf_open_virtual(src.table, Int32(SFM_READ), &cinfo, user) }
         guard let h else { throw SoundFile.lastOpenError(file: name) }
         handle = h
         memory = src
