@@ -41,6 +41,8 @@ public enum AudioLimits {
     public static let maxDurationSeconds: Double = 4 * 3600
     /// Channel counts above this are refused as hostile.
     public static let maxChannels = 1024
+    /// Largest byte stream (e.g. stdin) read into memory: 2 GiB.
+    public static let maxStreamBytes: Int64 = 1 << 31
     /// Bytes of a file's start inspected for a RIFF/WAVE `data` chunk.
     static let headerProbeBytes = 1 << 16
 }
@@ -200,4 +202,24 @@ func readPrefix(_ path: String, count: Int) -> [UInt8] {
     var buffer = [UInt8](repeating: 0, count: count)
     let n = buffer.withUnsafeMutableBytes { fread($0.baseAddress, 1, count, fp) }
     return Array(buffer.prefix(n))
+}
+
+/// Reads a file descriptor (e.g. 0 for stdin) to its end, refusing more than `maxBytes`; `name` is for errors.
+/// Feed the result to `loadAudio(bytes:name:stream: true)` to decode a WAV (or any format) piped in.
+public func readAllBytes(fileDescriptor fd: Int32, name: String = "<stdin>",
+                         maxBytes: Int64 = AudioLimits.maxStreamBytes) throws -> [UInt8] {
+    var out = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            let e = errno
+            if e == EINTR { continue }
+            throw AudioError.systemError(file: name, detail: String(cString: strerror(e)))
+        }
+        if n == 0 { break }
+        if Int64(out.count + n) > maxBytes { throw AudioError.inputTooLarge(file: name, limitBytes: maxBytes) }
+        out.append(contentsOf: chunk[0..<n])
+    }
+    return out
 }

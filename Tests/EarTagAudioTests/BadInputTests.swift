@@ -126,6 +126,24 @@ final class BadInputTests: XCTestCase {
         }
     }
 
+    /// A WAV piped through a file descriptor decodes like the file; an over-limit stream is refused.
+    func testReadAllBytesFromPipe() throws {
+        let p = path("piped.wav")
+        let signal = Fixtures.signal(frames: 3000, channels: 2, rate: 16000)
+        try Fixtures.write(signal, channels: 2, rate: 16000, format: Int32(SF_FORMAT_WAV | SF_FORMAT_PCM_16), to: p)
+        let fd = open(p, O_RDONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        let bytes = try readAllBytes(fileDescriptor: fd)
+        close(fd)
+        XCTAssertEqual(try loadAudio(bytes: bytes, stream: true), try loadAudio(path: p))
+        let fd2 = open(p, O_RDONLY)
+        defer { close(fd2) }
+        XCTAssertThrowsError(try readAllBytes(fileDescriptor: fd2, maxBytes: 100)) {
+            XCTAssertEqual($0 as? AudioError, .inputTooLarge(file: "<stdin>", limitBytes: 100))
+            XCTAssertEqual("\($0)", "<stdin>: input larger than the 100-byte limit")
+        }
+    }
+
     /// A real libsndfile-written WAV with its tail cut off is reported as truncated.
     func testTruncatedSndfileWAV() throws {
         let p = path("real.wav")
