@@ -85,6 +85,7 @@ final class MemoryByteSource {
         table.initialize(to: MemoryByteSource.virtualIO)
     }
 
+    /// Frees the callback table.
     deinit { table.deallocate() }
 
     /// The callbacks table for `sf_open_virtual`; `user_data` must be an unretained pointer to a `MemoryByteSource`.
@@ -179,6 +180,7 @@ public final class SoundFile {
         info = SoundFileInfo(cinfo)
     }
 
+    /// Closes the handle if still open.
     deinit { close() }
 
     /// The error of the last failed `sf_open*`, read from libsndfile's global error state.  // ref: sf_error(NULL)
@@ -308,6 +310,7 @@ public final class SoundFile {
     }
 }
 
+/// Small text helpers for parsing libsndfile's log.
 extension Substring {
     /// The substring without leading and trailing spaces and tabs.
     func trimmingBlanks() -> Substring {
