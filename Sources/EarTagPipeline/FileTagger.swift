@@ -27,14 +27,10 @@ public struct TaggingResult: Sendable {
 
 /// Errors of the file tagger that are not the decoder's, frontend's or engine's own.
 public enum TaggingError: Error, CustomStringConvertible, Equatable {
-    case tooLong(String, seconds: Double, limit: Double)
     case tooShort(String, samples: Int)
 
     public var description: String {
         switch self {
-        case let .tooLong(file, seconds, limit):
-            return "\(file): audio is \(String(format: "%.1f", seconds)) s long, more than the \(Int(limit)) s "
-                + "that `eartag tag` analyses in one pass (raise --max-duration)"
         case let .tooShort(file, samples):
             return "\(file): audio is too short to analyse (\(samples) samples at 32 kHz)"
         }
@@ -61,10 +57,8 @@ public final class FileTagger {
 
     /// Decodes, resamples and tags one file.
     public func tag(path: String) throws -> TaggingResult {
-        let audio = try loadAudio(path: path, targetRate: model.frontend.sampleRate)
-        if audio.durationSeconds > maxDurationSeconds {
-            throw TaggingError.tooLong(path, seconds: audio.durationSeconds, limit: maxDurationSeconds)
-        }
+        let audio = try loadAudio(path: path, targetRate: model.frontend.sampleRate,
+                                  maxDurationSeconds: maxDurationSeconds)
         return try tag(samples: audio.samples, file: path, durationSeconds: audio.durationSeconds)
     }
 

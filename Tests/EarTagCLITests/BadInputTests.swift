@@ -65,6 +65,28 @@ final class BadInputTests: CLITestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("out.safetensors").path))
     }
 
+    /// A pickle asking for `os.system` is refused through the binary and nothing runs.
+    func testImportRefusesForbiddenGlobal() throws {
+        let marker = dir.appendingPathComponent("pwned").path
+        var p = PickleEmitter()
+        p.global("os", "system"); p.string("touch \(marker)"); p.op(0x85); p.op(0x52); p.stop()
+        let ckpt = try FakeCheckpoint.write(FakeCheckpoint.zip([], pickle: p.b), "evil.pt", in: dir)
+        let r = try run(["import", ckpt, "-o", dir.appendingPathComponent("o.safetensors").path])
+        assertOneLineError(r, naming: ckpt)
+        XCTAssertTrue(r.stderr.contains("os.system"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: marker))
+    }
+
+    /// A tensor whose storage is shorter than its shape is refused through the binary.
+    func testImportRefusesShortStorage() throws {
+        let t = FakeTensor(name: "features.0.0.weight", shape: [2, 3], storage: FakeCheckpoint.f32([1, 2, 3, 4]),
+                           numel: 4)
+        let ckpt = try FakeCheckpoint.write(FakeCheckpoint.zip([t]), "short.pt", in: dir)
+        let r = try run(["import", ckpt, "-o", dir.appendingPathComponent("o.safetensors").path])
+        assertOneLineError(r, naming: ckpt)
+        XCTAssertTrue(r.stderr.contains("storage"), r.stderr)
+    }
+
     func testMissingModelSaysHowToGetOne() throws {
         let r = try run(["tag", try Reference.path("audio/speech.wav")])
         XCTAssertNotEqual(r.status, 0)
