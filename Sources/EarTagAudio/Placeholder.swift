@@ -1,1 +1,0 @@
-// EarTagAudio: placeholder until its first real source lands.
