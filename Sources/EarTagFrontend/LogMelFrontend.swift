@@ -94,7 +94,7 @@ public final class LogMelFrontend {
     /// Power spectra of the current block, [bin][lane].
     private let power: UnsafeMutablePointer<SIMD8<Float>>
     private let powerBins: Int
-    /// One frame's span, rebuilt from the raw samples by the batch path.
+    /// One edge frame's span, rebuilt with reflect padding by the batch path.
     private let staging: UnsafeMutablePointer<Float>
     private let filterFirst: UnsafeMutablePointer<Int>
     private let filterCount: UnsafeMutablePointer<Int>
@@ -222,8 +222,8 @@ public final class LogMelFrontend {
         while f0 < frames {
             let lanes = min(Self.blockWidth, frames - f0)
             for lane in 0..<lanes {
-                fillSpan(frame: f0 + lane, samples: x, count: n)
-                transform(span: UnsafePointer(staging), lane: lane)
+                loadFrame(f0 + lane, samples: x, count: n)
+                transformLoaded(lane: lane)
             }
             melBlock(lanes: lanes, output: out + f0, rowStride: frames)
             f0 += lanes
@@ -236,39 +236,48 @@ public final class LogMelFrontend {
         guard span.count == spanLength, let p = span.baseAddress else {
             throw FrontendError.spanLengthMismatch(expected: spanLength, actual: span.count)
         }
-        transform(span: p, lane: 0)
+        loadWindowed(span: p)
+        transformLoaded(lane: 0)
         melBlock(lanes: 1, output: column, rowStride: stride)
     }
 
-    /// Fills `staging` with frame i's span: the pre-emphasized signal, reflect-padded by `padding` on both ends.
+    /// Loads frame i's windowed span into the FFT input, pre-emphasizing on the fly and reflect-padding at the ends.
     @inline(__always)
-    private func fillSpan(frame i: Int, samples x: UnsafePointer<Float>, count n: Int) {
+    private func loadFrame(_ i: Int, samples x: UnsafePointer<Float>, count n: Int) {
         // ref: EfficientAT preprocess.py: conv1d with kernel [[-0.97, 1]] (valid): y[j] = x[j+1] - 0.97 x[j].
         let c = preemphasis
         let length = n - 1
         let start = i * hop + spanOffset - padding  // index into y of the span's first sample
-        let dst = staging
         if start >= 0 && start + spanLength <= length {
+            // Interior frame: pre-emphasis fused with the window (same float operations as the span path).
             let src = x + start
-            for k in 0..<spanLength { dst[k] = src[k + 1] - c * src[k] }
+            let input = fftInput.pointer + spanOffset
+            let w = window
+            for k in 0..<spanLength { input[k] = w[k] * (src[k + 1] - c * src[k]) }
         } else {
             // ref: torch.stft center=True, pad_mode='reflect': y[-j] = y[j], y[L-1+j] = y[L-1-j] (no edge repeat).
             for k in 0..<spanLength {
                 var j = start + k
                 if j < 0 { j = -j } else if j >= length { j = 2 * (length - 1) - j }
-                dst[k] = x[j + 1] - c * x[j]
+                staging[k] = x[j + 1] - c * x[j]
             }
+            loadWindowed(span: UnsafePointer(staging))
         }
     }
 
-    /// Windows one span, runs the FFT and stores its power spectrum into SIMD lane `lane` of `power`.
+    /// Loads a span of the padded, pre-emphasized signal into the FFT input, multiplied by the window.
     @inline(__always)
-    private func transform(span: UnsafePointer<Float>, lane: Int) {
+    private func loadWindowed(span: UnsafePointer<Float>) {
         // ref: torch.stft(n_fft, hop, win_length, window zero-padded to n_fft centred); the zeros around the
         //      span stay in fftInput from init (FFTW_PRESERVE_INPUT keeps them).
         let input = fftInput.pointer + spanOffset
         let w = window
         for k in 0..<spanLength { input[k] = w[k] * span[k] }
+    }
+
+    /// Runs the FFT on the loaded input and stores its power spectrum into SIMD lane `lane` of `power`.
+    @inline(__always)
+    private func transformLoaded(lane: Int) {
         plan.execute(input: fftInput.pointer, output: fftOutput.pointer)
         // ref: EfficientAT preprocess.py: power = real^2 + imag^2 (view_as_real, ** 2, sum(-1)).
         let spectrum = UnsafeRawPointer(fftOutput.pointer).assumingMemoryBound(to: Float.self)
