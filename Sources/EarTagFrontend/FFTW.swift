@@ -16,7 +16,7 @@ public enum FFTWError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .allocationFailed(let bytes): return "fftwf_malloc failed to allocate \(bytes) bytes"
-        case .planCreationFailed(let size): return "FFTW could not create a real-to-complex plan of size \(size)"
+        case .planCreationFailed(let size): return "FFTW could not create a plan of size \(size)"
         case .invalidSize(let size): return "invalid FFT size \(size)"
         }
     }
@@ -37,23 +37,27 @@ func fftwFree<T>(_ pointer: UnsafeMutablePointer<T>) {
     fftwf_free(UnsafeMutableRawPointer(pointer))
 }
 
-/// Wraps `fftwf_plan_dft_r2c_1d` (called under the planner lock).
-func fftwPlanR2C(size: Int, input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<fftwf_complex>,
-                 flags: UInt32) throws -> fftwf_plan {
+/// Wraps `fftwf_plan_guru_split_dft` for one forward complex transform of `size` points on split (re, im)
+/// arrays with unit stride (called under the planner lock).
+func fftwPlanSplitDFT(size: Int, realIn: UnsafeMutablePointer<Float>, imagIn: UnsafeMutablePointer<Float>,
+                      realOut: UnsafeMutablePointer<Float>, imagOut: UnsafeMutablePointer<Float>,
+                      flags: UInt32) throws -> fftwf_plan {
     guard size > 0, size <= Int(Int32.max) else { throw FFTWError.invalidSize(size) }
     fftwPlannerLock.lock()
     defer { fftwPlannerLock.unlock() }
-    guard let plan = fftwf_plan_dft_r2c_1d(Int32(size), input, output, flags) else {
+    var dim = fftwf_iodim(n: Int32(size), is: 1, os: 1)
+    // A forward transform on split arrays is requested by passing (re, im); FFTW has no sign argument here.
+    guard let plan = fftwf_plan_guru_split_dft(1, &dim, 0, nil, realIn, imagIn, realOut, imagOut, flags) else {
         throw FFTWError.planCreationFailed(size: size)
     }
     return plan
 }
 
-/// Wraps `fftwf_execute_dft_r2c` (new-array execute; thread-safe in FFTW, no lock).
+/// Wraps `fftwf_execute_split_dft` (new-array execute; thread-safe in FFTW, no lock).
 @inline(__always)
-func fftwExecuteR2C(_ plan: fftwf_plan, input: UnsafeMutablePointer<Float>,
-                    output: UnsafeMutablePointer<fftwf_complex>) {
-    fftwf_execute_dft_r2c(plan, input, output)
+func fftwExecuteSplitDFT(_ plan: fftwf_plan, realIn: UnsafeMutablePointer<Float>, imagIn: UnsafeMutablePointer<Float>,
+                         realOut: UnsafeMutablePointer<Float>, imagOut: UnsafeMutablePointer<Float>) {
+    fftwf_execute_split_dft(plan, realIn, imagIn, realOut, imagOut)
 }
 
 /// Wraps `fftwf_destroy_plan` (called under the planner lock, as FFTW requires).
@@ -92,26 +96,29 @@ public enum FFTPlanning: Sendable {
     var flag: UInt32 { self == .estimate ? UInt32(FFTW_ESTIMATE) : UInt32(FFTW_MEASURE) }
 }
 
-/// A real-to-complex forward FFT plan of one size, reusable on any FFTW-aligned buffers; destroyed on deinit.
-final class RealFFTPlan {
-    /// Transform length (real input samples).
+/// A forward complex FFT plan of one size on split (re, im) arrays, reusable on any FFTW-aligned buffers.
+/// Destroyed on deinit. The frontend packs two real frames into one complex input (frame a as the real part,
+/// frame b as the imaginary part) and separates their spectra afterwards: half the transforms of r2c.
+final class SplitComplexFFTPlan {
+    /// Transform length (complex points).
     let size: Int
-    /// Number of complex outputs, `size / 2 + 1`.
-    var outputCount: Int { size / 2 + 1 }
     private let plan: fftwf_plan
 
     /// Plans with the given buffers (MEASURE overwrites them, so plan before filling); input is preserved on execute.
-    init(size: Int, input: FFTWBuffer<Float>, output: FFTWBuffer<fftwf_complex>, planning: FFTPlanning) throws {
-        precondition(input.count >= size && output.count >= size / 2 + 1, "FFT buffers too small")
+    init(size: Int, realIn: FFTWBuffer<Float>, imagIn: FFTWBuffer<Float>, realOut: FFTWBuffer<Float>,
+         imagOut: FFTWBuffer<Float>, planning: FFTPlanning) throws {
+        precondition(min(realIn.count, imagIn.count, realOut.count, imagOut.count) >= size, "FFT buffers too small")
         self.size = size
-        plan = try fftwPlanR2C(size: size, input: input.pointer, output: output.pointer,
-                               flags: planning.flag | UInt32(FFTW_PRESERVE_INPUT))
+        plan = try fftwPlanSplitDFT(size: size, realIn: realIn.pointer, imagIn: imagIn.pointer,
+                                    realOut: realOut.pointer, imagOut: imagOut.pointer,
+                                    flags: planning.flag | UInt32(FFTW_PRESERVE_INPUT))
     }
 
-    /// Transforms `input` (`size` reals) into `output` (`size/2+1` complex); both must be FFTW-aligned like the planning buffers.
+    /// Transforms (realIn, imagIn) into (realOut, imagOut), `size` values each; all FFTW-aligned like the planning buffers.
     @inline(__always)
-    func execute(input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<fftwf_complex>) {
-        fftwExecuteR2C(plan, input: input, output: output)
+    func execute(realIn: UnsafeMutablePointer<Float>, imagIn: UnsafeMutablePointer<Float>,
+                 realOut: UnsafeMutablePointer<Float>, imagOut: UnsafeMutablePointer<Float>) {
+        fftwExecuteSplitDFT(plan, realIn: realIn, imagIn: imagIn, realOut: realOut, imagOut: imagOut)
     }
 
     deinit { fftwDestroyPlan(plan) }

@@ -1,15 +1,16 @@
-// EfficientAT's log-mel frontend (`AugmentMelSTFT`, eval mode) on FFTW, matching the PyTorch reference to ~1e-5.
+// EfficientAT's log-mel frontend (`AugmentMelSTFT`, eval mode) on FFTW, matching the PyTorch reference to ~4e-5.
 //
 // Incremental (streaming) form. Output frame i depends only on its *span*: the `winLength` (800) samples
 // starting at i * hopLength + (nFFT - winLength) / 2 of the padded, pre-emphasized signal (pre-emphasis, then
 // nFFT/2 = 512 reflect-padded samples on each end). `computeFrame(span:into:stride:)` computes exactly one such
-// frame and is bit-identical to the batch path, which runs the same lane-wise code 8 frames at a time. A
-// streaming frontend keeps the pre-emphasized history (one sample of raw lookback for the pre-emphasis), and
-// whenever a span lies wholly inside real samples (i * hop + 112 - 512 >= 0 and its end <= samples so far) it
-// computes that frame once and keeps it. Frames whose span touches the padding see reflected samples: the first
-// few (left edge) are final once 400 real samples are known, since the left reflection never changes; the
-// last few of a clip (right edge) depend on where the clip ends, so a stream emits them only provisionally
-// and recomputes them when more audio arrives (or on flush, as the batch path does at the true end).
+// frame; the batch path runs the same steps 8 frames per block, two frames per complex FFT, so the two agree to
+// float rounding (~1e-6), not bitwise. A streaming frontend keeps the pre-emphasized history (plus one raw sample
+// of lookback for the pre-emphasis) and, whenever a span lies wholly inside real samples
+// (i * hop + 112 - 512 >= 0 and its end <= samples so far), computes that frame once and keeps it. Frames whose
+// span touches the padding see reflected samples: the first two (left edge) are final once 400 real samples
+// are known, since the left reflection never changes; the last two of a clip (right edge) depend on where the
+// clip ends, so a stream emits them only provisionally and recomputes them when more audio arrives (or at
+// flush, exactly as the batch path does at the true end).
 import CFFTW
 import EarTagModel
 import Foundation
@@ -88,9 +89,12 @@ public final class LogMelFrontend {
     private let normDiv: Float
     /// The Hann window's non-zero part (`spanLength` values).
     private let window: UnsafeMutablePointer<Float>
-    private let fftInput: FFTWBuffer<Float>
-    private let fftOutput: FFTWBuffer<fftwf_complex>
-    private let plan: RealFFTPlan
+    /// Split complex FFT input: real part = first frame of a pair, imaginary part = second frame.
+    private let fftRe: FFTWBuffer<Float>
+    private let fftIm: FFTWBuffer<Float>
+    private let outRe: FFTWBuffer<Float>
+    private let outIm: FFTWBuffer<Float>
+    private let plan: SplitComplexFFTPlan
     /// Power spectra of the current block, [bin][lane].
     private let power: UnsafeMutablePointer<SIMD8<Float>>
     private let powerBins: Int
@@ -161,11 +165,15 @@ public final class LogMelFrontend {
         staging = .allocate(capacity: spanLength)
         staging.initialize(repeating: 0, count: spanLength)
 
-        fftInput = try FFTWBuffer(count: s.nFFT)
-        fftOutput = try FFTWBuffer(count: s.nFFT / 2 + 1)
-        // MEASURE scribbles on the buffers, so plan first and zero the input afterwards.
-        plan = try RealFFTPlan(size: s.nFFT, input: fftInput, output: fftOutput, planning: planning)
-        fftInput.pointer.update(repeating: 0, count: s.nFFT)
+        fftRe = try FFTWBuffer(count: s.nFFT)
+        fftIm = try FFTWBuffer(count: s.nFFT)
+        outRe = try FFTWBuffer(count: s.nFFT)
+        outIm = try FFTWBuffer(count: s.nFFT)
+        // MEASURE scribbles on the buffers, so plan first and zero the inputs afterwards.
+        plan = try SplitComplexFFTPlan(size: s.nFFT, realIn: fftRe, imagIn: fftIm, realOut: outRe, imagOut: outIm,
+                                       planning: planning)
+        fftRe.pointer.update(repeating: 0, count: s.nFFT)
+        fftIm.pointer.update(repeating: 0, count: s.nFFT)
     }
 
     deinit {
@@ -221,9 +229,16 @@ public final class LogMelFrontend {
         var f0 = 0
         while f0 < frames {
             let lanes = min(Self.blockWidth, frames - f0)
-            for lane in 0..<lanes {
-                loadFrame(f0 + lane, samples: x, count: n)
-                transformLoaded(lane: lane)
+            var lane = 0
+            while lane < lanes {
+                loadFrame(f0 + lane, samples: x, count: n, into: fftRe.pointer)
+                if lane + 1 < lanes {
+                    loadFrame(f0 + lane + 1, samples: x, count: n, into: fftIm.pointer)
+                } else {
+                    clearSpan(fftIm.pointer)
+                }
+                transformPair(lane: lane)
+                lane += 2
             }
             melBlock(lanes: lanes, output: out + f0, rowStride: frames)
             f0 += lanes
@@ -236,14 +251,16 @@ public final class LogMelFrontend {
         guard span.count == spanLength, let p = span.baseAddress else {
             throw FrontendError.spanLengthMismatch(expected: spanLength, actual: span.count)
         }
-        loadWindowed(span: p)
-        transformLoaded(lane: 0)
+        loadWindowed(span: p, into: fftRe.pointer)
+        clearSpan(fftIm.pointer)
+        transformPair(lane: 0)
         melBlock(lanes: 1, output: column, rowStride: stride)
     }
 
-    /// Loads frame i's windowed span into the FFT input, pre-emphasizing on the fly and reflect-padding at the ends.
+    /// Loads frame i's windowed span into FFT input `target`, pre-emphasizing on the fly and reflect-padding at the ends.
     @inline(__always)
-    private func loadFrame(_ i: Int, samples x: UnsafePointer<Float>, count n: Int) {
+    private func loadFrame(_ i: Int, samples x: UnsafePointer<Float>, count n: Int,
+                           into target: UnsafeMutablePointer<Float>) {
         // ref: EfficientAT preprocess.py: conv1d with kernel [[-0.97, 1]] (valid): y[j] = x[j+1] - 0.97 x[j].
         let c = preemphasis
         let length = n - 1
@@ -251,7 +268,7 @@ public final class LogMelFrontend {
         if start >= 0 && start + spanLength <= length {
             // Interior frame: pre-emphasis fused with the window (same float operations as the span path).
             let src = x + start
-            let input = fftInput.pointer + spanOffset
+            let input = target + spanOffset
             let w = window
             for k in 0..<spanLength { input[k] = w[k] * (src[k + 1] - c * src[k]) }
         } else {
@@ -261,30 +278,45 @@ public final class LogMelFrontend {
                 if j < 0 { j = -j } else if j >= length { j = 2 * (length - 1) - j }
                 staging[k] = x[j + 1] - c * x[j]
             }
-            loadWindowed(span: UnsafePointer(staging))
+            loadWindowed(span: UnsafePointer(staging), into: target)
         }
     }
 
-    /// Loads a span of the padded, pre-emphasized signal into the FFT input, multiplied by the window.
+    /// Loads a span of the padded, pre-emphasized signal into FFT input `target`, multiplied by the window.
     @inline(__always)
-    private func loadWindowed(span: UnsafePointer<Float>) {
+    private func loadWindowed(span: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>) {
         // ref: torch.stft(n_fft, hop, win_length, window zero-padded to n_fft centred); the zeros around the
-        //      span stay in fftInput from init (FFTW_PRESERVE_INPUT keeps them).
-        let input = fftInput.pointer + spanOffset
+        //      span stay in the FFT inputs from init (FFTW_PRESERVE_INPUT keeps them).
+        let input = target + spanOffset
         let w = window
         for k in 0..<spanLength { input[k] = w[k] * span[k] }
     }
 
-    /// Runs the FFT on the loaded input and stores its power spectrum into SIMD lane `lane` of `power`.
+    /// Zeroes the span region of FFT input `target` (an absent second frame of a pair).
     @inline(__always)
-    private func transformLoaded(lane: Int) {
-        plan.execute(input: fftInput.pointer, output: fftOutput.pointer)
+    private func clearSpan(_ target: UnsafeMutablePointer<Float>) {
+        (target + spanOffset).update(repeating: 0, count: spanLength)
+    }
+
+    /// Transforms the loaded pair (real part: frame in `lane`, imaginary part: frame in `lane + 1`) and stores
+    /// both power spectra into those SIMD lanes of `power`.
+    @inline(__always)
+    private func transformPair(lane: Int) {
+        plan.execute(realIn: fftRe.pointer, imagIn: fftIm.pointer, realOut: outRe.pointer, imagOut: outIm.pointer)
+        // Z = FFT(a + i b): A[k] = (Z[k] + conj Z[N-k]) / 2, B[k] = (Z[k] - conj Z[N-k]) / 2i.
         // ref: EfficientAT preprocess.py: power = real^2 + imag^2 (view_as_real, ** 2, sum(-1)).
-        let spectrum = UnsafeRawPointer(fftOutput.pointer).assumingMemoryBound(to: Float.self)
+        let zr = outRe.pointer, zi = outIm.pointer
         let dst = UnsafeMutableRawPointer(power).assumingMemoryBound(to: Float.self) + lane
-        for k in 0..<powerBins {
-            let re = spectrum[2 * k], im = spectrum[2 * k + 1]
-            dst[k * Self.blockWidth] = re * re + im * im
+        let width = Self.blockWidth
+        dst[0] = zr[0] * zr[0]
+        dst[1] = zi[0] * zi[0]
+        let n = nFFT
+        for k in 1..<powerBins {
+            let r0 = zr[k], i0 = zi[k], r1 = zr[n - k], i1 = zi[n - k]
+            let ar = r0 + r1, ai = i0 - i1
+            let br = r0 - r1, bi = i0 + i1
+            dst[k * width] = Float(0.25) * (ar * ar + ai * ai)
+            dst[k * width + 1] = Float(0.25) * (br * br + bi * bi)
         }
     }
 

@@ -113,7 +113,8 @@ final class LogMelFrontendTests: XCTestCase {
         XCTAssertEqual(out, mel.data)
     }
 
-    /// Builds the padded, pre-emphasized signal independently and checks computeFrame against the batch path.
+    /// Builds the padded, pre-emphasized signal independently and checks computeFrame against the batch path
+    /// (which pairs frames in one complex FFT, so they agree to rounding rather than bitwise).
     func testComputeFrameMatchesBatchIncludingEdges() throws {
         let fe = sharedFrontend
         let x = noise(5000 + 123, seed: 7)
@@ -131,7 +132,8 @@ final class LogMelFrontendTests: XCTestCase {
                 }
             }
         }
-        XCTAssertEqual(out, batch.data, "per-frame path must be bit-identical to the batch path")
+        let diff = maxAbsDifference(out, batch.data)
+        XCTAssertLessThanOrEqual(diff, 1e-5, "per-frame and batch paths differ by \(diff)")
         XCTAssertThrowsError(try [Float](repeating: 0, count: 10).withUnsafeBufferPointer { span in
             var column = [Float](repeating: 0, count: 128)
             try column.withUnsafeMutableBufferPointer { try fe.computeFrame(span: span, into: $0.baseAddress!, stride: 1) }
