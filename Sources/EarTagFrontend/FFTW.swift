@@ -87,9 +87,9 @@ final class FFTWBuffer<Element> {
 
 /// How much time FFTW may spend finding a fast plan.
 public enum FFTPlanning: Sendable {
-    /// `FFTW_ESTIMATE`: instant planning, possibly slower transforms.
+    /// `FFTW_ESTIMATE`: instant, deterministic planning (the same algorithm, so the same rounding, every run).
     case estimate
-    /// `FFTW_MEASURE`: times candidate algorithms once (tens of ms per new size per process).
+    /// `FFTW_MEASURE`: times candidate algorithms (~0.1-0.25 s per plan here); the choice, hence rounding, may vary by run.
     case measure
 
     /// The FFTW planner flag.

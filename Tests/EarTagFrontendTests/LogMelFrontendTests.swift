@@ -6,7 +6,7 @@ import EarTagAudio
 import EarTagTestSupport
 @testable import EarTagFrontend
 
-/// Shared frontend: FFTW_MEASURE planning is done once per test process.
+/// One frontend shared by the tests (default FFTW_ESTIMATE plan).
 private let sharedFrontend: LogMelFrontend = {
     do { return try LogMelFrontend() } catch { fatalError("cannot build the frontend: \(error)") }
 }()
@@ -65,6 +65,28 @@ final class LogMelFrontendTests: XCTestCase {
         let samples = try waveform("golden/excerpt.wav")
         XCTAssertEqual(samples.count, 64123)
         try assertParity(wav: "golden/excerpt.wav", golden: "golden/excerpt.mel.npy", expectedFrames: 201)
+    }
+
+    /// The same clip through an FFTW_MEASURE plan (possibly a different FFT algorithm) still matches the reference.
+    func testParityWithMeasurePlanner() throws {
+        let reference = try Reference.npy("golden/excerpt.mel.npy")
+        let fe = try LogMelFrontend(planning: .measure)
+        let mel = try fe.compute(waveform("golden/excerpt.wav"))
+        XCTAssertLessThanOrEqual(maxAbsDifference(mel.data, reference.data), 1e-4)
+    }
+
+    /// Frontends built concurrently (FFTW planning is serialised by a lock) all produce the same output.
+    func testConcurrentConstruction() throws {
+        let x = noise(4000, seed: 3)
+        let expected = try sharedFrontend.compute(x).data
+        let results = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4)
+        defer { results.deallocate() }
+        DispatchQueue.concurrentPerform(iterations: 4) { i in
+            let fe = try? LogMelFrontend(planning: i % 2 == 0 ? .estimate : .measure)
+            let out = (try? fe?.compute(x))??.data
+            results[i] = out.map { maxAbsDifference($0, expected) } ?? .infinity
+        }
+        for i in 0..<4 { XCTAssertLessThanOrEqual(results[i], 1e-5, "frontend \(i)") }
     }
 
     func testFrameCountFormula() throws {
@@ -133,6 +155,7 @@ final class LogMelFrontendTests: XCTestCase {
             }
         }
         let diff = maxAbsDifference(out, batch.data)
+        print("computeFrame vs batch: max |diff| = \(diff)")
         XCTAssertLessThanOrEqual(diff, 1e-5, "per-frame and batch paths differ by \(diff)")
         XCTAssertThrowsError(try [Float](repeating: 0, count: 10).withUnsafeBufferPointer { span in
             var column = [Float](repeating: 0, count: 128)
@@ -161,6 +184,53 @@ final class LogMelFrontendTests: XCTestCase {
                 XCTAssertEqual(peak, m, "centre \(centreHz) Hz, frame \(t)")
             }
         }
+    }
+
+    /// The whole spec evaluated directly in Double (DFT, no FFTW) on a synthetic signal, edges included.
+    func testMatchesFloat64DirectEvaluation() throws {
+        let n = 2900  // 10 frames; frames 0-1 and 8-9 touch the reflect padding
+        let tones = [(440.0, 0.3), (3_000.0, 0.1), (9_500.0, 0.05)]
+        let hiss = noise(n, seed: 11)
+        let x: [Float] = (0..<n).map { i in
+            let t = Double(i) / 32000
+            return Float(tones.reduce(0.0) { $0 + $1.1 * sin(2 * Double.pi * $1.0 * t) } + 0.02 * Double(hiss[i]))
+        }
+        let mel = try sharedFrontend.compute(x)
+        XCTAssertEqual(mel.frames, 10)
+
+        let y = (0..<(n - 1)).map { Double(x[$0 + 1]) - 0.97 * Double(x[$0]) }
+        let padded = (1...512).reversed().map { y[$0] } + y + (1...512).map { y[y.count - 1 - $0] }
+        let cosTable = (0..<1024).map { cos(2 * Double.pi * Double($0) / 1024) }
+        let sinTable = (0..<1024).map { sin(2 * Double.pi * Double($0) / 1024) }
+        let window = (0..<800).map { 0.5 - 0.5 * cos(2 * Double.pi * Double($0) / 799) }
+        let melHigh = 1127.0 * log(1.0 + 15000.0 / 700.0)
+        let delta = melHigh / 129
+        var worst: Float = 0
+        for t in 0..<mel.frames {
+            var power = [Double](repeating: 0, count: 512)
+            for k in 0..<512 {
+                var re = 0.0, im = 0.0
+                for j in 0..<800 {
+                    let v = window[j] * padded[t * 320 + 112 + j]
+                    let phase = (k * (112 + j)) & 1023
+                    re += v * cosTable[phase]
+                    im -= v * sinTable[phase]
+                }
+                power[k] = re * re + im * im
+            }
+            for m in 0..<128 {
+                var energy = 0.0
+                for k in 0..<512 {
+                    let binMel = 1127.0 * log(1.0 + Double(k) * 31.25 / 700.0)
+                    let weight = max(0, min((binMel - Double(m) * delta) / delta, (Double(m + 2) * delta - binMel) / delta))
+                    energy += weight * power[k]
+                }
+                let expected = Float((log(energy + 1e-5) + 4.5) / 5)
+                worst = max(worst, abs(mel[m, t] - expected))
+            }
+        }
+        print("float64 direct evaluation: max |diff| = \(worst)")
+        XCTAssertLessThanOrEqual(worst, 1e-4)
     }
 
     func testFilterbankShape() {
