@@ -138,6 +138,17 @@ public final class LogMelFrontend {
         normAdd = Float(s.normAdd)
         normDiv = Float(s.normDiv)
 
+        // FFTW resources first: they are the only steps that can throw, so nothing below can leak on failure.
+        fftRe = try FFTWBuffer(count: s.nFFT)
+        fftIm = try FFTWBuffer(count: s.nFFT)
+        outRe = try FFTWBuffer(count: s.nFFT)
+        outIm = try FFTWBuffer(count: s.nFFT)
+        // MEASURE scribbles on the buffers, so plan first and zero the inputs afterwards.
+        plan = try SplitComplexFFTPlan(size: s.nFFT, realIn: fftRe, imagIn: fftIm, realOut: outRe, imagOut: outIm,
+                                       planning: planning)
+        fftRe.pointer.update(repeating: 0, count: s.nFFT)
+        fftIm.pointer.update(repeating: 0, count: s.nFFT)
+
         // ref: EfficientAT preprocess.py: window = torch.hann_window(win_length, periodic=False), which torch
         //      computes in float32 as 0.5 - 0.5 * cos(n * (2 pi / (win_length - 1))).
         window = .allocate(capacity: spanLength)
@@ -166,15 +177,6 @@ public final class LogMelFrontend {
         staging = .allocate(capacity: spanLength)
         staging.initialize(repeating: 0, count: spanLength)
 
-        fftRe = try FFTWBuffer(count: s.nFFT)
-        fftIm = try FFTWBuffer(count: s.nFFT)
-        outRe = try FFTWBuffer(count: s.nFFT)
-        outIm = try FFTWBuffer(count: s.nFFT)
-        // MEASURE scribbles on the buffers, so plan first and zero the inputs afterwards.
-        plan = try SplitComplexFFTPlan(size: s.nFFT, realIn: fftRe, imagIn: fftIm, realOut: outRe, imagOut: outIm,
-                                       planning: planning)
-        fftRe.pointer.update(repeating: 0, count: s.nFFT)
-        fftIm.pointer.update(repeating: 0, count: s.nFFT)
     }
 
     deinit {
@@ -187,7 +189,8 @@ public final class LogMelFrontend {
         filterWeights.deallocate()
     }
 
-    /// Number of frames for `sampleCount` input samples: 1 + (sampleCount - 1) / hop (0 when there is no sample).
+    /// Number of frames for `sampleCount` input samples: 1 + (sampleCount - 1) / hop (0 when there is no sample);
+    /// `compute` itself needs at least `minimumSampleCount` samples.
     public func frameCount(sampleCount: Int) -> Int {
         // ref: EfficientAT preprocess.py: the pre-emphasis conv leaves N - 1 samples; torch.stft center=True
         //      then yields 1 + (N - 1) // hop_length frames.
@@ -195,7 +198,8 @@ public final class LogMelFrontend {
         return 1 + (sampleCount - 1) / hop
     }
 
-    /// Computes the log-mel spectrogram of a mono waveform at `settings.sampleRate`; throws `inputTooShort` below `minimumSampleCount`.
+    /// Computes the log-mel spectrogram of a mono waveform at `settings.sampleRate`; refuses (`inputTooShort`) fewer
+    /// than `minimumSampleCount` samples, as torch.stft does. Non-finite samples give NaN in the frames that see them.
     public func compute(_ samples: [Float]) throws -> MelSpectrogram {
         let n = samples.count
         guard n >= minimumSampleCount else {
@@ -217,7 +221,8 @@ public final class LogMelFrontend {
         return MelSpectrogram(bins: bins, frames: frames, data: data)
     }
 
-    /// Allocation-free batch computation into `output` ([bin][frame], exactly bins x frameCount values).
+    /// Allocation-free batch computation into `output` ([bin][frame], exactly bins x frameCount values, all overwritten);
+    /// throws `inputTooShort` or `outputSizeMismatch`.
     public func compute(_ samples: UnsafeBufferPointer<Float>, into output: UnsafeMutableBufferPointer<Float>) throws {
         let n = samples.count
         guard n >= minimumSampleCount, let x = samples.baseAddress else {
