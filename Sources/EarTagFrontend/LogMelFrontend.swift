@@ -1,16 +1,16 @@
-// EfficientAT's log-mel frontend (`AugmentMelSTFT`, eval mode) on FFTW, matching the PyTorch reference to ~4e-5.
+// EfficientAT's log-mel frontend (`AugmentMelSTFT`, eval mode) on FFTW, matching the PyTorch reference to ~2e-5.
 //
-// Incremental (streaming) form. Output frame i depends only on its *span*: the `winLength` (800) samples
-// starting at i * hopLength + (nFFT - winLength) / 2 of the padded, pre-emphasized signal (pre-emphasis, then
-// nFFT/2 = 512 reflect-padded samples on each end). `computeFrame(span:into:stride:)` computes exactly one such
-// frame; the batch path runs the same steps 8 frames per block, two frames per complex FFT, so the two agree to
-// float rounding (~1e-6), not bitwise. A streaming frontend keeps the pre-emphasized history (plus one raw sample
-// of lookback for the pre-emphasis) and, whenever a span lies wholly inside real samples
-// (i * hop + 112 - 512 >= 0 and its end <= samples so far), computes that frame once and keeps it. Frames whose
-// span touches the padding see reflected samples: the first two (left edge) are final once 400 real samples
-// are known, since the left reflection never changes; the last two of a clip (right edge) depend on where the
-// clip ends, so a stream emits them only provisionally and recomputes them when more audio arrives (or at
-// flush, exactly as the batch path does at the true end).
+// Incremental (streaming) form. With y the pre-emphasized signal (length L = N - 1), frame i reads only its
+// *span* y[i*hop - 400 ..< i*hop + 400] (winLength 800 samples, the non-zero part of the 1024-point window),
+// reflected at both ends as torch's center=True padding does (y[-j] = y[j], y[L-1+j] = y[L-1-j]).
+// `computeFrame(span:into:stride:)` computes exactly one frame from such a span; the batch path runs the same
+// steps 8 frames per block, two frames per complex FFT, so the two agree to float rounding (~1e-5), not bitwise.
+// An incremental frontend keeps the pre-emphasized history (plus one raw sample of lookback for the
+// pre-emphasis), builds each new frame's span and calls `computeFrame`. The left reflection only involves
+// y[1...400], so every frame with i*hop + 400 <= L (samples so far) is final, the first ones included. Frames with
+// i*hop + 400 > L (at most the last two, for hop 320) read the right reflection, which depends on where the
+// signal currently ends: a stream emits them only provisionally, if at all, and recomputes them when more audio
+// arrives, or at flush exactly as the batch path does at the true end.
 import CFFTW
 import EarTagModel
 import Foundation

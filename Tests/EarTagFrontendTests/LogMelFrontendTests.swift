@@ -163,6 +163,25 @@ final class LogMelFrontendTests: XCTestCase {
         })
     }
 
+    /// The streaming contract: frames whose span ends inside a prefix do not change when more audio follows.
+    func testFramesOfAPrefixAreFinalExceptTheRightEdge() throws {
+        let fe = sharedFrontend
+        let x = noise(9000, seed: 5)
+        let full = try fe.compute(x)
+        for prefix in [1000, 2345, 4800, 7001] {
+            let part = try fe.compute(Array(x[0..<prefix]))
+            let length = prefix - 1
+            var finalFrames = 0
+            for t in 0..<part.frames where t * 320 + 400 <= length {
+                finalFrames += 1
+                for m in 0..<128 {
+                    XCTAssertEqual(part[m, t], full[m, t], accuracy: 1e-5, "prefix \(prefix), frame \(t), bin \(m)")
+                }
+            }
+            XCTAssertGreaterThanOrEqual(finalFrames, part.frames - 2, "prefix \(prefix)")
+        }
+    }
+
     func testSilenceGivesLogOffsetFloor() throws {
         let mel = try sharedFrontend.compute([Float](repeating: 0, count: 4000))
         let floor = (Float(log(1e-5)) + 4.5) / 5
