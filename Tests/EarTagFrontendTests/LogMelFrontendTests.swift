@@ -22,6 +22,7 @@ private func noise(_ count: Int, seed: UInt64 = 0x9E37_79B9_7F4A_7C15) -> [Float
     }
 }
 
+/// Parity, framing, edge-case and synthetic tests of `LogMelFrontend`.
 final class LogMelFrontendTests: XCTestCase {
     /// Decodes a reference WAV at 32 kHz with EarTagAudio (the reference files are already 32 kHz).
     private func waveform(_ relative: String) throws -> [Float] {
@@ -44,23 +45,28 @@ final class LogMelFrontendTests: XCTestCase {
         XCTAssertLessThanOrEqual(diff, 1e-4, "\(golden): max |diff| \(diff)", file: file, line: line)
     }
 
+    /// Golden parity: speech.wav (32 kHz 16-bit PCM).
     func testParitySpeech() throws {
         try assertParity(wav: "audio/speech.wav", golden: "golden/speech.mel.npy", expectedFrames: 1000)
     }
 
+    /// Golden parity: music.wav (32 kHz 16-bit PCM).
     func testParityMusic() throws {
         try assertParity(wav: "audio/music.wav", golden: "golden/music.mel.npy", expectedFrames: 1000)
     }
 
+    /// Golden parity: typing.wav (32 kHz 16-bit PCM).
     func testParityTyping() throws {
         try assertParity(wav: "audio/typing.wav", golden: "golden/typing.mel.npy", expectedFrames: 1000)
     }
 
+    /// Golden parity: the metro clip as resampled for the golden run (32 kHz float WAV).
     func testParityMetroStation() throws {
         try assertParity(wav: "golden/metro_station-paris_32k.wav", golden: "golden/metro_station-paris.mel.npy",
                          expectedFrames: 1000)
     }
 
+    /// Golden parity: the 64123-sample excerpt (odd length, 201 frames).
     func testParityExcerptOddLength() throws {
         let samples = try waveform("golden/excerpt.wav")
         XCTAssertEqual(samples.count, 64123)
@@ -89,6 +95,7 @@ final class LogMelFrontendTests: XCTestCase {
         for i in 0..<4 { XCTAssertLessThanOrEqual(results[i], 1e-5, "frontend \(i)") }
     }
 
+    /// frameCount follows 1 + (N - 1) / 320, and compute produces exactly that many finite frames.
     func testFrameCountFormula() throws {
         let fe = sharedFrontend
         XCTAssertEqual(fe.frameCount(sampleCount: 0), 0)
@@ -104,6 +111,7 @@ final class LogMelFrontendTests: XCTestCase {
         }
     }
 
+    /// Inputs below 514 samples (reflect padding of 512 needs 513 pre-emphasized samples) are refused.
     func testShortInputIsRefused() throws {
         let fe = sharedFrontend
         XCTAssertEqual(fe.minimumSampleCount, 514)
@@ -115,6 +123,7 @@ final class LogMelFrontendTests: XCTestCase {
         XCTAssertEqual(try fe.compute(noise(514)).frames, 2)
     }
 
+    /// The allocation-free variant checks the caller buffer size.
     func testOutputBufferSizeIsChecked() throws {
         let x = noise(3200)  // 10 frames
         var out = [Float](repeating: 0, count: 128 * 9)
@@ -125,6 +134,7 @@ final class LogMelFrontendTests: XCTestCase {
         }
     }
 
+    /// The allocation-free variant and the array variant give identical output.
     func testBufferVariantMatchesArrayVariant() throws {
         let x = noise(12345, seed: 42)
         let mel = try sharedFrontend.compute(x)
@@ -182,6 +192,7 @@ final class LogMelFrontendTests: XCTestCase {
         }
     }
 
+    /// Digital silence maps to (log(1e-5) + 4.5) / 5 everywhere.
     func testSilenceGivesLogOffsetFloor() throws {
         let mel = try sharedFrontend.compute([Float](repeating: 0, count: 4000))
         let floor = (Float(log(1e-5)) + 4.5) / 5
@@ -252,6 +263,7 @@ final class LogMelFrontendTests: XCTestCase {
         XCTAssertLessThanOrEqual(worst, 1e-4)
     }
 
+    /// Filterbank: 128 non-empty triangles in [0, 1], zero Nyquist weight, close to a float64 evaluation.
     func testFilterbankShape() {
         let fb = sharedFrontend.filterbank
         XCTAssertEqual(fb.filterCount, 128)
@@ -282,6 +294,7 @@ final class LogMelFrontendTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-4)
     }
 
+    /// The vectorised log stays within 1e-6 relative error over 13 decades; bad input gives NaN.
     func testFastLogAccuracy() {
         var worst: Double = 0
         var v: Float = 1e-6
@@ -304,6 +317,7 @@ final class LogMelFrontendTests: XCTestCase {
         XCTAssertEqual(special[3], Float(log(2.0)), accuracy: 1e-7)
     }
 
+    /// Impossible settings throw instead of producing garbage.
     func testInvalidSettingsAreRejected() {
         var s = FrontendSettings.efficientAT
         s.fmax = 20000
