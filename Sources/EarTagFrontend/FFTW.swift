@@ -87,7 +87,8 @@ final class FFTWBuffer<Element> {
 
 /// How much time FFTW may spend finding a fast plan.
 public enum FFTPlanning: Sendable {
-    /// `FFTW_ESTIMATE`: instant, deterministic planning (the same algorithm, so the same rounding, every run).
+    /// `FFTW_ESTIMATE`: instant planning; the same algorithm (so the same rounding) every run, unless a MEASURE plan
+    /// of the same size was made earlier in the process, whose wisdom FFTW then reuses.
     case estimate
     /// `FFTW_MEASURE`: times candidate algorithms (~0.1-0.25 s per plan here); the choice, hence rounding, may vary by run.
     case measure

@@ -106,7 +106,7 @@ public final class LogMelFrontend {
     private let filterWeights: UnsafeMutablePointer<Float>
 
     /// Builds the window, the sparse mel filterbank, the FFTW plan and scratch buffers. `.estimate` (default) plans
-    /// instantly and deterministically; `.measure` costs ~0.1-0.25 s per instance and was no faster here (x86-64).
+    /// instantly and reproducibly (see `FFTPlanning`); `.measure` costs ~0.1-0.25 s and was no faster here (x86-64).
     public init(settings: FrontendSettings = .efficientAT, planning: FFTPlanning = .estimate) throws {
         let s = settings
         guard s.sampleRate > 0 else { throw FrontendError.invalidSettings("sampleRate must be positive") }

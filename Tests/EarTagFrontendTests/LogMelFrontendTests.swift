@@ -81,7 +81,7 @@ final class LogMelFrontendTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbsDifference(mel.data, reference.data), 1e-4)
     }
 
-    /// Frontends built concurrently (FFTW planning is serialised by a lock) all produce the same output.
+    /// Frontends built concurrently (FFTW planning is serialised by a lock) all work and agree.
     func testConcurrentConstruction() throws {
         let x = noise(4000, seed: 3)
         let expected = try sharedFrontend.compute(x).data
@@ -92,7 +92,9 @@ final class LogMelFrontendTests: XCTestCase {
             let out = (try? fe?.compute(x))??.data
             results[i] = out.map { maxAbsDifference($0, expected) } ?? .infinity
         }
-        for i in 0..<4 { XCTAssertLessThanOrEqual(results[i], 1e-5, "frontend \(i)") }
+        // MEASURE may pick another FFT algorithm (and ESTIMATE reuses MEASURE wisdom already in the process), whose
+        // float32 rounding differs: up to ~2e-5 here on loud noise.
+        for i in 0..<4 { XCTAssertLessThanOrEqual(results[i], 1e-4, "frontend \(i)") }
     }
 
     /// frameCount follows 1 + (N - 1) / 320, and compute produces exactly that many finite frames.
@@ -166,7 +168,8 @@ final class LogMelFrontendTests: XCTestCase {
         }
         let diff = maxAbsDifference(out, batch.data)
         print("computeFrame vs batch: max |diff| = \(diff)")
-        XCTAssertLessThanOrEqual(diff, 1e-5, "per-frame and batch paths differ by \(diff)")
+        // Pairing noise is ~1e-5 on this loud noise; a framing or padding mistake would show as >1e-2.
+        XCTAssertLessThanOrEqual(diff, 5e-5, "per-frame and batch paths differ by \(diff)")
         XCTAssertThrowsError(try [Float](repeating: 0, count: 10).withUnsafeBufferPointer { span in
             var column = [Float](repeating: 0, count: 128)
             try column.withUnsafeMutableBufferPointer { try fe.computeFrame(span: span, into: $0.baseAddress!, stride: 1) }
@@ -185,7 +188,7 @@ final class LogMelFrontendTests: XCTestCase {
             for t in 0..<part.frames where t * 320 + 400 <= length {
                 finalFrames += 1
                 for m in 0..<128 {
-                    XCTAssertEqual(part[m, t], full[m, t], accuracy: 1e-5, "prefix \(prefix), frame \(t), bin \(m)")
+                    XCTAssertEqual(part[m, t], full[m, t], accuracy: 5e-5, "prefix \(prefix), frame \(t), bin \(m)")
                 }
             }
             XCTAssertGreaterThanOrEqual(finalFrames, part.frames - 2, "prefix \(prefix)")
