@@ -24,6 +24,8 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
     case truncated(file: String, declaredBytes: Int64, actualBytes: Int64)
     /// The file claims more audio than the safety limit; refused before allocating.
     case tooLong(file: String, seconds: Double, limitSeconds: Double)
+    /// A byte stream (stdin) delivered more than the limit for an in-memory file.
+    case inputTooLarge(file: String, limitBytes: Int64)
     /// The header declares an impossible sample rate or channel count.
     case invalidParameters(file: String, detail: String)
     /// Decoding failed part-way through the sample data.
@@ -44,6 +46,8 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
              .resampleFailed(let f, _), .writeFailed(let f, _):
             return f
         case .truncated(let f, _, _), .tooLong(let f, _, _):
+            return f
+        case .inputTooLarge(let f, _):
             return f
         }
     }
@@ -66,6 +70,7 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
         case .writeFailed(_, let d): return .writeFailed(file: newFile, detail: d)
         case .truncated(_, let a, let b): return .truncated(file: newFile, declaredBytes: a, actualBytes: b)
         case .tooLong(_, let a, let b): return .tooLong(file: newFile, seconds: a, limitSeconds: b)
+        case .inputTooLarge(_, let l): return .inputTooLarge(file: newFile, limitBytes: l)
         }
     }
 
@@ -86,6 +91,7 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
             problem = "truncated: header declares \(declared) bytes of audio, file holds \(actual)"
         case .tooLong(_, let s, let limit):
             problem = "refusing to load \(Self.formatSeconds(s)) of audio (limit \(Self.formatSeconds(limit)))"
+        case .inputTooLarge(_, let l): problem = "input larger than the \(l)-byte limit"
         case .invalidParameters(_, let d): problem = "invalid audio parameters (\(d))"
         case .readFailed(_, let d): problem = "decoding failed (\(d))"
         case .resampleFailed(_, let d): problem = "resampling failed (\(d))"

@@ -41,6 +41,8 @@ public enum AudioLimits {
     public static let maxDurationSeconds: Double = 4 * 3600
     /// Channel counts above this are refused as hostile.
     public static let maxChannels = 1024
+    /// Largest byte stream (e.g. stdin) read into memory: 2 GiB.
+    public static let maxStreamBytes: Int64 = 1 << 31
     /// Bytes of a file's start inspected for a RIFF/WAVE `data` chunk.
     static let headerProbeBytes = 1 << 16
 }
@@ -60,27 +62,39 @@ public func loadAudio(path: String, targetRate: Int, maxDurationSeconds: Double)
     }
     let file = try SoundFile(readingPath: path)
     defer { file.close() }
-    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds)
+    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds, checkTruncation: true)
 }
 
 /// Decodes a complete audio file held in memory (e.g. a WAV read from stdin); `name` appears in error messages.
+/// With `stream: true`, a WAV header's placeholder sizes (0, 0xFFFFFFFF, or more than arrived, as encoders writing
+/// to a pipe leave them) mean "all bytes present" instead of an error; otherwise a short `data` chunk is `.truncated`.
 public func loadAudio(bytes: [UInt8], name: String = "<stdin>", targetRate: Int = 32000,
-                      maxDurationSeconds: Double = AudioLimits.maxDurationSeconds) throws -> DecodedAudio {
+                      maxDurationSeconds: Double = AudioLimits.maxDurationSeconds,
+                      stream: Bool = false) throws -> DecodedAudio {
     if bytes.isEmpty { throw AudioError.emptyFile(file: name) }
+    var input = bytes
     if let chunk = WAVDataChunk.locate(prefix: Array(bytes.prefix(AudioLimits.headerProbeBytes)),
-                                       fileSize: Int64(bytes.count)),
-       chunk.isTruncated {
-        throw AudioError.truncated(file: name, declaredBytes: chunk.declaredBytes, actualBytes: chunk.availableBytes)
+                                       fileSize: Int64(bytes.count)) {
+        if stream {
+            input = chunk.patchedForStream(bytes)
+        } else if chunk.isTruncated {
+            throw AudioError.truncated(file: name, declaredBytes: chunk.declaredBytes, actualBytes: chunk.availableBytes)
+        }
     }
-    let file = try SoundFile(readingBytes: bytes, name: name)
+    let file = try SoundFile(readingBytes: input, name: name)
     defer { file.close() }
-    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds)
+    return try decode(file, targetRate: targetRate, maxDurationSeconds: maxDurationSeconds, checkTruncation: !stream)
 }
 
-/// Reads every frame of an open file, averages to mono and resamples to `targetRate`.
-func decode(_ file: SoundFile, targetRate: Int, maxDurationSeconds: Double) throws -> DecodedAudio {
+/// Reads every frame of an open file, averages to mono and resamples to `targetRate`; with `checkTruncation`, a data
+/// chunk that libsndfile's log says is shorter than declared (AIFF, AU, CAF, ...; WAV is checked before opening) fails.
+func decode(_ file: SoundFile, targetRate: Int, maxDurationSeconds: Double,
+            checkTruncation: Bool) throws -> DecodedAudio {
     let info = file.info
     let name = file.name
+    if checkTruncation, let short = file.dataSizeShortfall() {
+        throw AudioError.truncated(file: name, declaredBytes: short.declaredBytes, actualBytes: short.actualBytes)
+    }
     guard targetRate > 0 else {
         throw AudioError.invalidParameters(file: name, detail: "target rate \(targetRate) Hz")
     }
@@ -117,7 +131,8 @@ func readAllFrames(_ file: SoundFile, limit: Int, refuseBeyondLimit: Bool,
     let channels = file.info.channels
     let block = 1 << 16
     var out = [Float]()
-    out.reserveCapacity(refuseBeyondLimit ? block * channels : limit * channels)
+    // Never trust a header for the allocation: reserve at most 2^22 frames, grow only as data really arrives.
+    out.reserveCapacity(min(refuseBeyondLimit ? block : limit, 1 << 22) * channels)
     var scratch = [Float](repeating: 0, count: block * channels)
     var total = 0
     while total < limit || refuseBeyondLimit {
@@ -169,7 +184,14 @@ func checkRegularReadableFile(_ path: String) throws -> Int64 {
         throw AudioError.systemError(file: path, detail: String(cString: strerror(e)))
     }
     if (st.st_mode & S_IFMT) != S_IFREG { throw AudioError.notARegularFile(file: path) }
-    if access(path, R_OK) != 0 { throw AudioError.permissionDenied(file: path) }
+    // Open for real (not access(), which checks the real rather than the effective user).
+    let fd = open(path, O_RDONLY)
+    if fd < 0 {
+        let e = errno
+        if e == EACCES || e == EPERM { throw AudioError.permissionDenied(file: path) }
+        throw AudioError.systemError(file: path, detail: String(cString: strerror(e)))
+    }
+    close(fd)
     return Int64(st.st_size)
 }
 
@@ -180,4 +202,24 @@ func readPrefix(_ path: String, count: Int) -> [UInt8] {
     var buffer = [UInt8](repeating: 0, count: count)
     let n = buffer.withUnsafeMutableBytes { fread($0.baseAddress, 1, count, fp) }
     return Array(buffer.prefix(n))
+}
+
+/// Reads a file descriptor (e.g. 0 for stdin) to its end, refusing more than `maxBytes`; `name` is for errors.
+/// Feed the result to `loadAudio(bytes:name:stream: true)` to decode a WAV (or any format) piped in.
+public func readAllBytes(fileDescriptor fd: Int32, name: String = "<stdin>",
+                         maxBytes: Int64 = AudioLimits.maxStreamBytes) throws -> [UInt8] {
+    var out = [UInt8]()
+    var chunk = [UInt8](repeating: 0, count: 1 << 16)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            let e = errno
+            if e == EINTR { continue }
+            throw AudioError.systemError(file: name, detail: String(cString: strerror(e)))
+        }
+        if n == 0 { break }
+        if Int64(out.count + n) > maxBytes { throw AudioError.inputTooLarge(file: name, limitBytes: maxBytes) }
+        out.append(contentsOf: chunk[0..<n])
+    }
+    return out
 }

@@ -18,6 +18,14 @@ public struct SndFileError: Error, Equatable, Sendable, CustomStringConvertible 
     /// SF_ERR_UNSUPPORTED_ENCODING: a known container with an unsupported codec.
     public static let unsupportedEncoding = Int32(SF_ERR_UNSUPPORTED_ENCODING)
 
+    /// Wraps a code and libsndfile's message (trailing period and blanks trimmed so it reads well inside a sentence).
+    public init(code: Int32, message: String) {
+        var m = Substring(message)
+        while let last = m.last, last == "." || last == " " || last == "\n" { m = m.dropLast() }
+        self.code = code
+        self.message = String(m)
+    }
+
     /// One line: the message and the code.
     public var description: String { "\(message) [sndfile error \(code)]" }
 
@@ -67,8 +75,18 @@ final class MemoryByteSource {
     /// The read position libsndfile sees.
     var position: Int64 = 0
 
+    /// A stable copy of `virtualIO` that outlives the handle (libsndfile copies it today; this does not rely on that).
+    let table: UnsafeMutablePointer<SF_VIRTUAL_IO>
+
     /// Wraps the bytes of one complete file.
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+        table = .allocate(capacity: 1)
+        table.initialize(to: MemoryByteSource.virtualIO)
+    }
+
+    /// Frees the callback table.
+    deinit { table.deallocate() }
 
     /// The callbacks table for `sf_open_virtual`; `user_data` must be an unretained pointer to a `MemoryByteSource`.
     // ref: sndfile.h SF_VIRTUAL_IO (get_filelen, seek, read, write, tell)
@@ -134,9 +152,8 @@ public final class SoundFile {
     public init(readingBytes bytes: [UInt8], name: String) throws {
         let src = MemoryByteSource(bytes)
         var cinfo = SF_INFO()
-        var vio = MemoryByteSource.virtualIO
         let user = Unmanaged.passUnretained(src).toOpaque()
-        let h = withExtendedLifetime(src) { sf_open_virtual(&vio, Int32(SFM_READ), &cinfo, user) }
+        let h = withExtendedLifetime(src) { sf_open_virtual(src.table, Int32(SFM_READ), &cinfo, user) }
         guard let h else { throw SoundFile.lastOpenError(file: name) }
         handle = h
         memory = src
@@ -163,6 +180,7 @@ public final class SoundFile {
         info = SoundFileInfo(cinfo)
     }
 
+    /// Closes the handle if still open.
     deinit { close() }
 
     /// The error of the last failed `sf_open*`, read from libsndfile's global error state.  // ref: sf_error(NULL)
@@ -209,6 +227,27 @@ public final class SoundFile {
         }
         guard n > 0 else { return "" }
         return String(decoding: buffer.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The audio-data chunk size mismatch libsndfile noted while parsing, if the header declares more bytes than the
+    /// file holds: log lines such as `data : 16000 (should be 14999)` (WAV, CAF), `SSND : ...` (AIFF),
+    /// `Data Size : ...` (AU). libsndfile itself just reads fewer frames. Placeholder sizes 0 / 0xFFFFFFFF are ignored.
+    // ref: libsndfile src/wav.c, aiff.c, au.c, caf.c psf_log_printf "... (should be %D)"
+    public func dataSizeShortfall() -> (declaredBytes: Int64, actualBytes: Int64)? {
+        for rawLine in logInfo().split(separator: "\n") {
+            guard let colon = rawLine.firstIndex(of: ":") else { continue }
+            let key = rawLine[..<colon].trimmingBlanks()
+            guard key == "data" || key == "SSND" || key == "Data Size" else { continue }
+            let rest = rawLine[rawLine.index(after: colon)...].trimmingBlanks()
+            let prefix = "(should be "
+            guard let paren = rest.firstIndex(of: "("), rest.hasSuffix(")"),
+                  rest[paren...].hasPrefix(prefix),
+                  let declared = Int64(rest[..<paren].trimmingBlanks()),
+                  let actual = Int64(rest[rest.index(paren, offsetBy: prefix.count)..<rest.index(before: rest.endIndex)])
+            else { continue }
+            if declared > actual && declared != 0xFFFF_FFFF && declared != 0 { return (declared, actual) }
+        }
+        return nil
     }
 
     /// Closes the handle (idempotent); returns the `sf_close` code.  // ref: sndfile.h sf_close
@@ -268,5 +307,16 @@ public final class SoundFile {
         if Int(major) == SF_FORMAT_MPEG && Int(sub) == SF_FORMAT_MPEG_LAYER_III { return "MP3" }
         if Int(major) == SF_FORMAT_FLAC, subName.hasSuffix(" PCM") { return "FLAC " + subName.dropLast(4) }
         return "\(majorName) \(subName)"
+    }
+}
+
+/// Small text helpers for parsing libsndfile's log.
+extension Substring {
+    /// The substring without leading and trailing spaces and tabs.
+    func trimmingBlanks() -> Substring {
+        var t = self
+        while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
+        while let l = t.last, l == " " || l == "\t" || l == "\r" { t = t.dropLast() }
+        return t
     }
 }
