@@ -25,7 +25,7 @@ let package = Package(
 
         // Runtime modules, in data-flow order.
         .target(name: "EarTagAudio", dependencies: ["CSndFile", "CSoxr"]),
-        .target(name: "EarTagFrontend", dependencies: ["CFFTW"], swiftSettings: kernelSettings),
+        .target(name: "EarTagFrontend", dependencies: ["CFFTW", "EarTagModel"], swiftSettings: kernelSettings),
         .target(name: "EarTagModel"),
         .target(name: "EarTagKernels", swiftSettings: kernelSettings),
         .target(name: "EarTagEngine", dependencies: ["EarTagModel", "EarTagKernels"], swiftSettings: kernelSettings),

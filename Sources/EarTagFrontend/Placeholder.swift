@@ -1,1 +1,0 @@
-// EarTagFrontend: placeholder until its first real source lands.
