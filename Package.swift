@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
     ],
     targets: [
         // System libraries: each is imported by exactly one Swift module.
@@ -20,19 +21,24 @@ let package = Package(
                        providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "CSoxr", path: "Sources/CSoxr", pkgConfig: "soxr",
                        providers: [.apt(["libsoxr-dev"])]),
+        .systemLibrary(name: "CALSA", path: "Sources/CALSA", pkgConfig: "alsa",
+                       providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
                        providers: [.apt(["libfftw3-dev"])]),
 
         // Runtime modules, in data-flow order.
-        .target(name: "EarTagAudio", dependencies: ["CSndFile", "CSoxr"]),
+        .target(name: "EarTagAudio", dependencies: [
+            "CSndFile", "CSoxr", "CALSA", .product(name: "Atomics", package: "swift-atomics"),
+        ]),
         .target(name: "EarTagFrontend", dependencies: ["CFFTW", "EarTagModel"], swiftSettings: kernelSettings),
         .target(name: "EarTagModel"),
         .target(name: "EarTagKernels", swiftSettings: kernelSettings),
         .target(name: "EarTagEngine", dependencies: ["EarTagModel", "EarTagKernels"], swiftSettings: kernelSettings),
+        .target(name: "EarTagEvents", dependencies: ["EarTagModel"]),
         .target(name: "EarTagPipeline",
-                dependencies: ["EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine"]),
+                dependencies: ["EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents"]),
         .executableTarget(name: "eartag", dependencies: [
-            "EarTagPipeline", "EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine",
+            "EarTagPipeline", "EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -45,6 +51,7 @@ let package = Package(
         .testTarget(name: "EarTagKernelsTests", dependencies: ["EarTagKernels", "EarTagTestSupport"]),
         .testTarget(name: "EarTagEngineTests",
                     dependencies: ["EarTagEngine", "EarTagModel", "EarTagKernels", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagEventsTests", dependencies: ["EarTagEvents", "EarTagTestSupport"]),
         .testTarget(name: "EarTagPipelineTests", dependencies: ["EarTagPipeline", "EarTagTestSupport"]),
         .testTarget(name: "EarTagCLITests", dependencies: ["eartag", "EarTagModel", "EarTagTestSupport"]),
     ],

@@ -1,0 +1,1 @@
+// EarTagEvents: placeholder until its first real source lands.

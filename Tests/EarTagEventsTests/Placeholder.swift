@@ -1,0 +1,1 @@
+// EarTagEventsTests: placeholder.
