@@ -121,3 +121,33 @@ func madd1(_ acc: Float, _ a: Float, _ b: Float) -> Float {
 /// Number of 8-wide blocks needed to cover `n` lanes.
 @inline(__always)
 public func f32_blocks8(_ n: Int) -> Int { (n + 7) / 8 }
+
+/// An activation as a type, so kernels specialise their inner loops per activation instead of switching per store.
+protocol ActivationOp {
+    /// Eight lanes.
+    static func apply(_ x: SIMD8<Float>) -> SIMD8<Float>
+    /// One lane (tails), same formula.
+    static func apply1(_ x: Float) -> Float
+}
+
+/// Identity.
+enum IdentityOp: ActivationOp {
+    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { x }
+    @inline(__always) static func apply1(_ x: Float) -> Float { x }
+}
+
+/// max(x, 0).
+enum ReluOp: ActivationOp {
+    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        var y = x
+        y.replace(with: 0, where: y .< 0)
+        return y
+    }
+    @inline(__always) static func apply1(_ x: Float) -> Float { max(x, 0) }
+}
+
+/// Hardswish (vector form, multiply by 1/6).
+enum HardswishOp: ActivationOp {
+    @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { f32_hardswish_simd8(x) }
+    @inline(__always) static func apply1(_ x: Float) -> Float { activate1(x, .hardswish) }
+}

@@ -72,8 +72,23 @@ public func f32_conv1x1_simd8x4(
     guard pixels > 0 else { return }
     precondition(input.count >= pixels * cin && output.count >= pixels * cout)
     precondition(packed.count >= f32_packed_conv1x1_count(cin: cin, cout: cout) && bias.count >= cout)
-    let inp = input.baseAddress!, wp = packed.baseAddress!, bp = bias.baseAddress!, out = output.baseAddress!
     let res = residual?.baseAddress
+    switch activation {
+    case .none: conv1x1Tiles(IdentityOp.self, input.baseAddress!, pixels, cin, packed.baseAddress!, bias.baseAddress!,
+                             cout, res, output.baseAddress!)
+    case .relu: conv1x1Tiles(ReluOp.self, input.baseAddress!, pixels, cin, packed.baseAddress!, bias.baseAddress!,
+                             cout, res, output.baseAddress!)
+    case .hardswish: conv1x1Tiles(HardswishOp.self, input.baseAddress!, pixels, cin, packed.baseAddress!,
+                                  bias.baseAddress!, cout, res, output.baseAddress!)
+    }
+}
+
+/// Body of `f32_conv1x1_simd8x4`, specialised per activation.
+@inline(__always)
+private func conv1x1Tiles<A: ActivationOp>(
+    _: A.Type, _ inp: UnsafePointer<Float>, _ pixels: Int, _ cin: Int, _ wp: UnsafePointer<Float>,
+    _ bp: UnsafePointer<Float>, _ cout: Int, _ res: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>
+) {
     let nb = f32_blocks8(cout)
     let fullBlocks = cout / 8
     let rem = cout - fullBlocks * 8
@@ -86,7 +101,7 @@ public func f32_conv1x1_simd8x4(
     }
     // Activation, residual and store of one 8-lane result for pixel p, block cb.
     @inline(__always) func finish(_ acc: SIMD8<Float>, _ p: Int, _ cb: Int) {
-        var y = activate8(acc, activation)
+        var y = A.apply(acc)
         let o = p * cout + cb * 8
         if cb < fullBlocks {
             if let r = res { y += load8(r + o) }

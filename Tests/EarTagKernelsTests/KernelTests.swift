@@ -179,7 +179,7 @@ final class KernelTests: XCTestCase {
     func testDepthwise() {
         let s = seed()
         var rng = SeededRNG(state: s)
-        let sizes = [(1, 1), (1, 5), (2, 3), (5, 7), (8, 9), (9, 4)]
+        let sizes = [(1, 1), (1, 5), (2, 3), (5, 7), (8, 9), (9, 4), (3, 21), (1, 40), (6, 37)]
         for (h, w) in sizes {
             for c in channelCounts {
                 for k in [3, 5] {
