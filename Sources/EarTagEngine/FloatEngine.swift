@@ -135,7 +135,7 @@ public final class FloatEngine {
         guard arch.seDims.allSatisfy({ $0 == "c" }) else {
             throw EngineError.unsupported("squeeze-excitation dims \(arch.seDims) (only channel SE 'c' exists)")
         }
-        let shapes = FloatEngine.expectedShapes(arch)
+        let shapes = arch.expectedTensorShapes()  // single source of truth (EarTagModel)
         for (name, shape) in shapes.sorted(by: { $0.key < $1.key }) {
             guard let t = model.tensors[name] else { throw EngineError.missingTensor(name) }
             guard t.shape == shape else { throw EngineError.wrongShape(name: name, expected: shape, actual: t.shape) }
@@ -145,7 +145,7 @@ public final class FloatEngine {
         let arena = self.arena
 
         // Folds conv weights [cout][...] with BN `bn` into (weights, bias).
-        func folded(_ conv: String, _ bn: String) -> (w: [Float], b: [Float]) {
+        func folded(_ conv: String, _ bn: String, eps: Double = eps) -> (w: [Float], b: [Float]) {
             let w = tensors[conv + ".weight"]!
             let g = tensors[bn + ".weight"]!.data, beta = tensors[bn + ".bias"]!.data
             let mean = tensors[bn + ".running_mean"]!.data, v = tensors[bn + ".running_var"]!.data
@@ -228,7 +228,9 @@ public final class FloatEngine {
             ]
         case .fullyConvolutional:
             // conv (no bias) + BN, then the mean over pixels: linear, so it equals the folded conv on the embedding.
-            let (w, b) = folded("classifier.0", "classifier.1")
+            // ref: model.py MN.__init__ fully_convolutional head: a plain nn.BatchNorm2d(num_classes), so PyTorch's
+            // default eps 1e-5 applies there, not the 0.001 of the features' norm_layer.
+            let (w, b) = folded("classifier.0", "classifier.1", eps: FloatEngine.fullyConvolutionalHeadEps)
             head = [LinearPlan(nin: embeddingSize, nout: numClasses, activation: .none, weights: arena.copy(w),
                                bias: arena.copy(b))]
         }
@@ -253,46 +255,8 @@ public final class FloatEngine {
 
     deinit { pool?.shutdown() }
 
-    /// Every tensor the engine reads, by state-dict name, with its shape.
-    static func expectedShapes(_ a: Architecture) -> [String: [Int]] {
-        var s: [String: [Int]] = [:]
-        func bn(_ p: String, _ c: Int) {
-            for n in ["weight", "bias", "running_mean", "running_var"] { s["\(p).\(n)"] = [c] }
-        }
-        s["features.0.0.weight"] = [a.stemChannels, a.inputChannels, 3, 3]
-        bn("features.0.1", a.stemChannels)
-        for (i, b) in a.blocks.enumerated() {
-            let base = "features.\(i + 1).block"
-            var j = 0
-            if b.hasExpand {
-                s["\(base).\(j).0.weight"] = [b.expandedChannels, b.inputChannels, 1, 1]
-                bn("\(base).\(j).1", b.expandedChannels); j += 1
-            }
-            s["\(base).\(j).0.weight"] = [b.expandedChannels, 1, b.kernel, b.kernel]
-            bn("\(base).\(j).1", b.expandedChannels); j += 1
-            if let sq = b.seChannels {
-                let p = "\(base).\(j).conc_se_layers.0"
-                s[p + ".fc1.weight"] = [sq, b.expandedChannels]; s[p + ".fc1.bias"] = [sq]
-                s[p + ".fc2.weight"] = [b.expandedChannels, sq]; s[p + ".fc2.bias"] = [b.expandedChannels]
-                j += 1
-            }
-            s["\(base).\(j).0.weight"] = [b.outputChannels, b.expandedChannels, 1, 1]
-            bn("\(base).\(j).1", b.outputChannels)
-        }
-        let last = "features.\(a.blocks.count + 1)"
-        s[last + ".0.weight"] = [a.lastConvChannels, a.blocks.last?.outputChannels ?? a.stemChannels, 1, 1]
-        bn(last + ".1", a.lastConvChannels)
-        switch a.head {
-        case .mlp:
-            let h = a.headHiddenChannels ?? 0
-            s["classifier.2.weight"] = [h, a.lastConvChannels]; s["classifier.2.bias"] = [h]
-            s["classifier.5.weight"] = [a.numClasses, h]; s["classifier.5.bias"] = [a.numClasses]
-        case .fullyConvolutional:
-            s["classifier.0.weight"] = [a.numClasses, a.lastConvChannels, 1, 1]
-            bn("classifier.1", a.numClasses)
-        }
-        return s
-    }
+    /// BatchNorm epsilon of the fully convolutional head's BatchNorm (PyTorch's default; the features use 0.001).
+    public static let fullyConvolutionalHeadEps = 1e-5
 
     /// Size of one map (rows = frequency, cols = time, channels).
     struct MapShape { var rows: Int; var cols: Int; var channels: Int; var elements: Int { rows * cols * channels } }

@@ -20,7 +20,7 @@ final class RandomModelTests: XCTestCase {
     /// Checks every features layer, the embedding and the logits against the naive forward.
     func check(_ arch: Architecture, frames: Int, threads: Int = 1, seed: UInt64, file: StaticString = #filePath,
                line: UInt = #line) throws {
-        let model = randomModel(arch, shapes: FloatEngine.expectedShapes(arch), seed: seed)
+        let model = randomModel(arch, seed: seed)
         let engine = try FloatEngine(model: model, maxFrames: frames + 5, threads: threads)
         let mel = randomMel(frames: frames, seed: seed &+ 7)
         let expected = naiveForward(model, mel: mel, frames: frames)
@@ -45,9 +45,8 @@ final class RandomModelTests: XCTestCase {
     }
 
     func testDilatedTail() throws {
-        var arch = makeArchitecture(width: 0.1)
-        for i in 12..<15 { arch.blocks[i].dilation = 2 }
-        arch.dilated = true
+        let arch = makeArchitecture(width: 0.4, dilated: true)
+        XCTAssertEqual(arch.blocks[13].dilation, 2)
         try check(arch, frames: 33, seed: 14)
     }
 
@@ -58,7 +57,7 @@ final class RandomModelTests: XCTestCase {
 
     func testThreadedRunMatchesSingleThreadExactly() throws {
         let arch = makeArchitecture(width: 0.4)
-        let model = randomModel(arch, shapes: FloatEngine.expectedShapes(arch), seed: 3)
+        let model = randomModel(arch, seed: 3)
         let one = try FloatEngine(model: model, maxFrames: 300)
         let two = try FloatEngine(model: model, maxFrames: 300, threads: 2)
         for frames in [1, 2, 99, 300] {
@@ -71,7 +70,7 @@ final class RandomModelTests: XCTestCase {
 
     func testMissingTensorIsNamed() {
         let arch = makeArchitecture(width: 0.1)
-        var model = randomModel(arch, shapes: FloatEngine.expectedShapes(arch))
+        var model = randomModel(arch)
         model.tensors["features.5.block.2.conc_se_layers.0.fc1.bias"] = nil
         XCTAssertThrowsError(try FloatEngine(model: model, maxFrames: 10)) { error in
             XCTAssertEqual(error as? EngineError, .missingTensor("features.5.block.2.conc_se_layers.0.fc1.bias"))
@@ -81,7 +80,7 @@ final class RandomModelTests: XCTestCase {
 
     func testWrongShapeIsNamed() {
         let arch = makeArchitecture(width: 0.1)
-        var model = randomModel(arch, shapes: FloatEngine.expectedShapes(arch))
+        var model = randomModel(arch)
         model.tensors["features.16.0.weight"] = Tensor(shape: [3, 2], data: [Float](repeating: 0, count: 6))
         XCTAssertThrowsError(try FloatEngine(model: model, maxFrames: 10)) { error in
             XCTAssert("\(error)".contains("features.16.0.weight"), "\(error)")
@@ -93,7 +92,7 @@ final class RandomModelTests: XCTestCase {
 
     func testMultiplyAccumulatesCountsEveryConv() throws {
         let arch = makeArchitecture(width: 0.4)
-        let engine = try FloatEngine(model: randomModel(arch, shapes: FloatEngine.expectedShapes(arch)), maxFrames: 1000)
+        let engine = try FloatEngine(model: randomModel(arch), maxFrames: 1000)
         let macs = engine.multiplyAccumulates(frames: 1000)
         XCTAssertGreaterThan(macs, 50_000_000)
         XCTAssertLessThan(macs, engine.multiplyAccumulates(frames: 1001) + 1)

@@ -2,38 +2,11 @@
 import Foundation
 import EarTagModel
 
-/// EfficientAT's channel rounding: nearest multiple of 8, at least 8, never more than 10% below v.
-func makeDivisible(_ v: Double, _ d: Int = 8) -> Int {
-    var n = max(d, Int(v + Double(d) / 2) / d * d)
-    if Double(n) < 0.9 * v { n += d }
-    return n
-}
-
-/// Builds the MN architecture EfficientAT's get_model would for these arguments (strides: the 4 stage strides).
+/// The MN architecture EfficientAT's get_model builds for these arguments (via EarTagModel).
 func makeArchitecture(width: Double, head: HeadType = .mlp, se: Bool = true, strides: [Int] = [2, 2, 2, 2],
-                      numClasses: Int = 527) -> Architecture {
-    // (kernel, expanded, out, se, activation, stride index or nil)
-    let table: [(Int, Int, Int, Bool, Activation, Int?)] = [
-        (3, 16, 16, false, .relu, nil), (3, 64, 24, false, .relu, 0), (3, 72, 24, false, .relu, nil),
-        (5, 72, 40, true, .relu, 1), (5, 120, 40, true, .relu, nil), (5, 120, 40, true, .relu, nil),
-        (3, 240, 80, false, .hardswish, 2), (3, 200, 80, false, .hardswish, nil),
-        (3, 184, 80, false, .hardswish, nil), (3, 184, 80, false, .hardswish, nil),
-        (3, 480, 112, true, .hardswish, nil), (3, 672, 112, true, .hardswish, nil),
-        (5, 672, 160, true, .hardswish, 3), (5, 960, 160, true, .hardswish, nil), (5, 960, 160, true, .hardswish, nil),
-    ]
-    let stem = makeDivisible(16 * width)
-    var cin = stem
-    var blocks: [BlockSpec] = []
-    for (k, e, o, useSE, act, si) in table {
-        let ec = makeDivisible(Double(e) * width), oc = makeDivisible(Double(o) * width)
-        blocks.append(BlockSpec(kernel: k, inputChannels: cin, expandedChannels: ec, outputChannels: oc,
-                                seChannels: useSE && se ? makeDivisible(Double(ec / 4)) : nil, activation: act,
-                                stride: si.map { strides[$0] } ?? 1, dilation: 1))
-        cin = oc
-    }
-    return Architecture(widthMult: width, stemChannels: stem, blocks: blocks, lastConvChannels: 6 * cin, head: head,
-                        headHiddenChannels: head == .mlp ? makeDivisible(1280 * width) : nil, numClasses: numClasses,
-                        seDims: se ? ["c"] : [], strides: strides, dilated: false)
+                      numClasses: Int = 527, dilated: Bool = false) -> Architecture {
+    try! Architecture.efficientAT(widthMult: width, head: head, numClasses: numClasses, channelSE: se,
+                                  strides: strides, dilated: dilated)
 }
 
 /// Deterministic generator for test weights.
@@ -50,7 +23,8 @@ struct WeightRNG: RandomNumberGenerator {
 }
 
 /// A FloatModel for `arch` with random conv weights (He-like scale) and randomised BatchNorm statistics.
-func randomModel(_ arch: Architecture, shapes: [String: [Int]], seed: UInt64 = 1) -> FloatModel {
+func randomModel(_ arch: Architecture, seed: UInt64 = 1) -> FloatModel {
+    let shapes = arch.expectedTensorShapes()
     var rng = WeightRNG(state: seed)
     var tensors: [String: Tensor] = [:]
     for (name, shape) in shapes.sorted(by: { $0.key < $1.key }) {
@@ -84,7 +58,7 @@ func naiveForward(_ model: FloatModel, mel: [Float], frames: Int) -> (features: 
         guard let k else { return x }
         return k == .relu ? max(x, 0) : hs(x)
     }
-    func bn(_ m: Map, _ p: String, _ k: Activation?) -> Map {
+    func bn(_ m: Map, _ p: String, _ k: Activation?, eps: Float = eps) -> Map {
         var o = m
         let g = t[p + ".weight"]!.data, b = t[p + ".bias"]!.data
         let mu = t[p + ".running_mean"]!.data, v = t[p + ".running_var"]!.data
@@ -175,7 +149,9 @@ func naiveForward(_ model: FloatModel, mel: [Float], frames: Int) -> (features: 
     switch a.head {
     case .mlp: logits = linear(linear(embedding, "classifier.2").map(hs), "classifier.5")
     case .fullyConvolutional:
-        logits = mean(bn(conv(x, "classifier.0.weight", k: 1, s: 1, d: 1, depthwise: false), "classifier.1", nil))
+        // The head's BatchNorm2d keeps PyTorch's default eps (1e-5).
+        logits = mean(bn(conv(x, "classifier.0.weight", k: 1, s: 1, d: 1, depthwise: false), "classifier.1", nil,
+                         eps: 1e-5))
     }
     return (features, embedding, logits)
 }
