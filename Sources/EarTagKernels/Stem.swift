@@ -51,33 +51,63 @@ public func f32_stem3x3s2_simd8(
 ) {
     let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
     precondition(input.count >= h * w && output.count >= ho * wo * cout && packed.count >= cout * 9)
-    let inp = input.baseAddress!, wp = packed.baseAddress!, bp = bias.baseAddress!, out = output.baseAddress!
+    let g = StemArgs(inp: input.baseAddress!, h: h, w: w, wp: packed.baseAddress!, bp: bias.baseAddress!,
+                     cout: cout, wo: wo, out: output.baseAddress!)
+    switch activation {
+    case .none: stemRows(IdentityOp.self, g, rows ?? 0..<ho)
+    case .relu: stemRows(ReluOp.self, g, rows ?? 0..<ho)
+    case .hardswish: stemRows(HardswishOp.self, g, rows ?? 0..<ho)
+    }
+}
+
+/// Raw pointers and geometry of one stem call.
+struct StemArgs {
+    var inp: UnsafePointer<Float>
+    var h: Int, w: Int
+    var wp: UnsafePointer<Float>, bp: UnsafePointer<Float>
+    var cout: Int, wo: Int
+    var out: UnsafeMutablePointer<Float>
+}
+
+/// Body of `f32_stem3x3s2_simd8`: interior columns (all three kx taps inside) run the kx loop unrolled;
+/// the first and last columns clamp their taps per pixel.
+@inline(__always)
+private func stemRows<A: ActivationOp>(_: A.Type, _ g: StemArgs, _ rows: Range<Int>) {
+    let inp = g.inp, wp = g.wp, bp = g.bp, out = g.out, h = g.h, w = g.w, cout = g.cout, wo = g.wo
     let full = cout / 8, tail = full * 8
-    for oy in rows ?? 0..<ho {
+    // Interior columns: 2 ox - 1 >= 0 and 2 ox + 1 <= w - 1.
+    let lo = min(wo, 1), hi = max(lo, min(wo, w >= 2 ? (w - 2) / 2 + 1 : 0))
+    for oy in rows {
         let ky = validTaps(oy, n: h, kernel: 3, stride: 2, dilation: 1, pad: 1)
-        for ox in 0..<wo {
+        // One output pixel with clamped taps (borders and tails).
+        @inline(__always) func pixel(_ ox: Int, channels: Range<Int>) {
             let kx = validTaps(ox, n: w, kernel: 3, stride: 2, dilation: 1, pad: 1)
+            let o = out + (oy * wo + ox) * cout
+            for co in channels {
+                var acc = bp[co]
+                for ty in ky {
+                    let row = inp + (oy * 2 - 1 + ty) * w + ox * 2 - 1
+                    for tx in kx { acc = madd1(acc, row[tx], wp[(ty * 3 + tx) * cout + co]) }
+                }
+                o[co] = A.apply1(acc)
+            }
+        }
+        for ox in 0..<lo { pixel(ox, channels: 0..<cout) }
+        for ox in lo..<hi {
             let o = out + (oy * wo + ox) * cout
             for cb in 0..<full {
                 var acc = load8(bp + cb * 8)
                 for ty in ky {
                     let row = inp + (oy * 2 - 1 + ty) * w + ox * 2 - 1
-                    for tx in kx {
-                        acc = madd(acc, SIMD8(repeating: row[tx]), load8(wp + (ty * 3 + tx) * cout + cb * 8))
-                    }
+                    let wt = wp + ty * 3 * cout + cb * 8
+                    acc = madd(acc, SIMD8(repeating: row[0]), load8(wt))
+                    acc = madd(acc, SIMD8(repeating: row[1]), load8(wt + cout))
+                    acc = madd(acc, SIMD8(repeating: row[2]), load8(wt + 2 * cout))
                 }
-                store8(o + cb * 8, activate8(acc, activation))
+                store8(o + cb * 8, A.apply(acc))
             }
-            if tail < cout {
-                for co in tail..<cout {
-                    var acc = bp[co]
-                    for ty in ky {
-                        let row = inp + (oy * 2 - 1 + ty) * w + ox * 2 - 1
-                        for tx in kx { acc = madd1(acc, row[tx], wp[(ty * 3 + tx) * cout + co]) }
-                    }
-                    o[co] = activate1(acc, activation)
-                }
-            }
+            if tail < cout { pixel(ox, channels: tail..<cout) }
         }
+        for ox in hi..<wo { pixel(ox, channels: 0..<cout) }
     }
 }
