@@ -91,6 +91,18 @@ func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
 
+/// Loads four consecutive floats (no alignment requirement).
+@inline(__always)
+func load4(_ p: UnsafePointer<Float>) -> SIMD4<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+}
+
+/// Lane `l` of `x` repeated eight times.
+@inline(__always)
+func splat8(_ x: SIMD4<Float>, _ l: Int) -> SIMD8<Float> {
+    SIMD8(repeating: x[l])
+}
+
 /// Stores eight consecutive floats (no alignment requirement).
 @inline(__always)
 func store8(_ p: UnsafeMutablePointer<Float>, _ v: SIMD8<Float>) {
