@@ -118,8 +118,9 @@ private func conv1x1Tiles<A: ActivationOp>(
             var a0 = b, a1 = b, a2 = b, a3 = b
             var w = wp + cb * cin * 8
             var ci = 0
-            // Four input channels per step: one 4-lane load per pixel, then lane splats (a by-element FMA on
-            // NEON, a register shuffle on SSE) instead of four scalar loads.
+            #if arch(arm64)
+            // NEON: four input channels per step, one 4-lane load per pixel, then lane splats (by-element FMAs)
+            // instead of four scalar loads. (On x86 a broadcast load is cheaper than a lane shuffle.)
             while ci + 4 <= cin {
                 let x0 = load4(i0 + ci), x1 = load4(i1 + ci), x2 = load4(i2 + ci), x3 = load4(i3 + ci)
                 for l in 0..<4 {
@@ -132,6 +133,7 @@ private func conv1x1Tiles<A: ActivationOp>(
                 w += 32
                 ci += 4
             }
+            #endif
             while ci < cin {
                 let wv = load8(w)
                 a0 = madd(a0, SIMD8(repeating: i0[ci]), wv)
