@@ -1,0 +1,425 @@
+// The float32 inference engine for EfficientAT MN models: prepares (validates, folds BatchNorm, packs) once,
+// then runs mel -> logits + embedding without allocating.
+// ref: EfficientAT models/mn/model.py (MN._forward_impl: features, adaptive avg pool, classifier) and
+// models/mn/block_types.py (InvertedResidual, ConcurrentSEBlock, SqueezeExcitation).
+import EarTagKernels
+import EarTagModel
+
+/// Why a model could not be prepared.
+public enum EngineError: Error, CustomStringConvertible, Equatable {
+    /// A tensor the architecture needs is not in the state dict.
+    case missingTensor(String)
+    /// A tensor has a different shape than the architecture implies.
+    case wrongShape(name: String, expected: [Int], actual: [Int])
+    /// The architecture uses something this engine does not implement.
+    case unsupported(String)
+
+    public var description: String {
+        switch self {
+        case .missingTensor(let n): return "missing tensor '\(n)'"
+        case .wrongShape(let n, let e, let a): return "tensor '\(n)' has shape \(a), expected \(e)"
+        case .unsupported(let m): return "unsupported model: \(m)"
+        }
+    }
+}
+
+/// A 1x1 conv with BatchNorm folded in and weights packed for `f32_conv1x1_simd8x4`.
+struct PointwisePlan {
+    var cin: Int
+    var cout: Int
+    var activation: KernelActivation
+    var packed: UnsafeBufferPointer<Float>
+    var bias: UnsafeBufferPointer<Float>
+}
+
+/// A depthwise conv with BatchNorm folded in, packed tap-major, and the kernel variant chosen for it.
+struct DepthwisePlan {
+    var channels: Int
+    var kernel: Int
+    var stride: Int
+    var dilation: Int
+    var activation: KernelActivation
+    var packed: UnsafeBufferPointer<Float>
+    var bias: UnsafeBufferPointer<Float>
+    var run: F32DepthwiseKernel
+}
+
+/// Channel squeeze-excitation weights (PyTorch Linear layouts).
+struct SqueezePlan {
+    var channels: Int
+    var squeeze: Int
+    var fc1: UnsafeBufferPointer<Float>
+    var b1: UnsafeBufferPointer<Float>
+    var fc2: UnsafeBufferPointer<Float>
+    var b2: UnsafeBufferPointer<Float>
+}
+
+/// One inverted residual block, ready to run.
+struct BlockPlan {
+    var expand: PointwisePlan?
+    var depthwise: DepthwisePlan
+    var squeeze: SqueezePlan?
+    var project: PointwisePlan
+    var residual: Bool
+}
+
+/// A dense layer (PyTorch Linear layout [nout][nin]).
+struct LinearPlan {
+    var nin: Int
+    var nout: Int
+    var activation: KernelActivation
+    var weights: UnsafeBufferPointer<Float>
+    var bias: UnsafeBufferPointer<Float>
+}
+
+/// Owns every buffer the engine allocates at prepare time; freed with the engine.
+final class Arena {
+    private var blocks: [UnsafeMutableBufferPointer<Float>] = []
+
+    /// A zeroed buffer of `count` floats (at least one, so base addresses are never nil).
+    func buffer(_ count: Int) -> UnsafeMutableBufferPointer<Float> {
+        let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, count))
+        b.initialize(repeating: 0)
+        blocks.append(b)
+        return b
+    }
+
+    /// A copy of `values`.
+    func copy(_ values: [Float]) -> UnsafeBufferPointer<Float> {
+        let b = buffer(values.count)
+        for i in values.indices { b[i] = values[i] }
+        return UnsafeBufferPointer(b)
+    }
+
+    deinit { for b in blocks { b.deallocate() } }
+}
+
+/// Float32 MN inference engine: construct once per model, then call `run` per clip or window.
+public final class FloatEngine {
+    /// Output classes of the model.
+    public let numClasses: Int
+    /// Length of the embedding (channels of the last feature map).
+    public let embeddingSize: Int
+    /// Largest `frames` a run accepts (buffers are sized for it).
+    public let maxFrames: Int
+    /// Mel bins per frame (the input's row count).
+    public let melBins: Int
+    /// The architecture this engine runs.
+    public let architecture: Architecture
+
+    private let arena = Arena()
+    private let pool: WorkerPool?
+    private let stemPacked: UnsafeBufferPointer<Float>
+    private let stemBias: UnsafeBufferPointer<Float>
+    private let stemChannels: Int
+    private let blocks: [BlockPlan]
+    private let lastConv: PointwisePlan
+    private let head: [LinearPlan]
+    // Run-time buffers, sized for maxFrames.
+    private let mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Float>
+    private let scaledWeights: UnsafeMutableBufferPointer<Float>
+    private let seScale, seScratch, headScratch: UnsafeMutableBufferPointer<Float>
+
+    /// Prepares `model`: validates every tensor, folds BatchNorm, packs weights, and sizes buffers for `maxFrames`.
+    /// `threads` > 1 starts a small worker pool used to split the big convolutions by rows.
+    public init(model: FloatModel, maxFrames: Int, threads: Int = 1) throws {
+        precondition(maxFrames >= 1, "maxFrames must be at least 1")
+        let arch = model.architecture
+        architecture = arch
+        self.maxFrames = maxFrames
+        melBins = model.frontend.nMels
+        numClasses = arch.numClasses
+        embeddingSize = arch.lastConvChannels
+        guard arch.family == "mn" else { throw EngineError.unsupported("family \(arch.family)") }
+        guard arch.inputChannels == 1 else { throw EngineError.unsupported("\(arch.inputChannels) input channels") }
+        guard arch.seDims.allSatisfy({ $0 == "c" }) else {
+            throw EngineError.unsupported("squeeze-excitation dims \(arch.seDims) (only channel SE 'c' exists)")
+        }
+        let shapes = arch.expectedTensorShapes()  // single source of truth (EarTagModel)
+        for (name, shape) in shapes.sorted(by: { $0.key < $1.key }) {
+            guard let t = model.tensors[name] else { throw EngineError.missingTensor(name) }
+            guard t.shape == shape else { throw EngineError.wrongShape(name: name, expected: shape, actual: t.shape) }
+        }
+        let eps = arch.batchNormEps
+        let tensors = model.tensors
+        let arena = self.arena
+
+        // Folds conv weights [cout][...] with BN `bn` into (weights, bias).
+        func folded(_ conv: String, _ bn: String, eps: Double = eps) -> (w: [Float], b: [Float]) {
+            let w = tensors[conv + ".weight"]!
+            let g = tensors[bn + ".weight"]!.data, beta = tensors[bn + ".bias"]!.data
+            let mean = tensors[bn + ".running_mean"]!.data, v = tensors[bn + ".running_var"]!.data
+            let cout = w.shape[0], per = w.count / cout
+            var fw = w.data, fb = [Float](repeating: 0, count: cout)
+            for co in 0..<cout {
+                let s = Double(g[co]) / (Double(v[co]) + eps).squareRoot()
+                for i in 0..<per { fw[co * per + i] = Float(Double(w.data[co * per + i]) * s) }
+                fb[co] = Float(Double(beta[co]) - Double(mean[co]) * s)
+            }
+            return (fw, fb)
+        }
+        func pointwise(_ prefix: String, _ act: KernelActivation) -> PointwisePlan {
+            let (w, b) = folded(prefix + ".0", prefix + ".1")
+            let cout = b.count, cin = w.count / cout
+            let packed = arena.buffer(f32_packed_conv1x1_count(cin: cin, cout: cout))
+            w.withUnsafeBufferPointer { f32_pack_conv1x1(weights: $0, cin: cin, cout: cout, packed: packed) }
+            return PointwisePlan(cin: cin, cout: cout, activation: act, packed: UnsafeBufferPointer(packed),
+                                 bias: arena.copy(b))
+        }
+
+        // Stem.
+        let stem = folded("features.0.0", "features.0.1")
+        let sc = arch.stemChannels
+        stemChannels = sc
+        let sp = arena.buffer(sc * 9)
+        stem.w.withUnsafeBufferPointer { f32_pack_dwconv(weights: $0, channels: sc, kernel: 3, packed: sp) }
+        stemPacked = UnsafeBufferPointer(sp)
+        stemBias = arena.copy(stem.b)
+
+        // Blocks.
+        var plans: [BlockPlan] = []
+        for (index, spec) in arch.blocks.enumerated() {
+            let base = "features.\(index + 1).block"
+            var j = 0
+            let act: KernelActivation = spec.activation == .relu ? .relu : .hardswish
+            var expand: PointwisePlan?
+            if spec.hasExpand { expand = pointwise("\(base).\(j)", act); j += 1 }
+            let (dw, db) = folded("\(base).\(j).0", "\(base).\(j).1")
+            j += 1
+            let e = spec.expandedChannels, k = spec.kernel
+            let dp = arena.buffer(e * k * k)
+            dw.withUnsafeBufferPointer { f32_pack_dwconv(weights: $0, channels: e, kernel: k, packed: dp) }
+            // ref: block_types.py InvertedResidual: the depthwise stride is 1 when dilated.
+            let stride = spec.dilation > 1 ? 1 : spec.stride
+            guard let variant = f32_dwconv_variants.first(where: { $0.supports(k, stride, spec.dilation) }) else {
+                throw EngineError.unsupported("depthwise k\(k) s\(stride) d\(spec.dilation)")
+            }
+            let depthwise = DepthwisePlan(channels: e, kernel: k, stride: stride, dilation: spec.dilation,
+                                          activation: act, packed: UnsafeBufferPointer(dp), bias: arena.copy(db),
+                                          run: variant.run)
+            var squeeze: SqueezePlan?
+            if let s = spec.seChannels {
+                let p = "\(base).\(j).conc_se_layers.0"
+                squeeze = SqueezePlan(channels: e, squeeze: s, fc1: arena.copy(tensors[p + ".fc1.weight"]!.data),
+                                      b1: arena.copy(tensors[p + ".fc1.bias"]!.data),
+                                      fc2: arena.copy(tensors[p + ".fc2.weight"]!.data),
+                                      b2: arena.copy(tensors[p + ".fc2.bias"]!.data))
+                j += 1
+            }
+            let project = pointwise("\(base).\(j)", .none)
+            plans.append(BlockPlan(expand: expand, depthwise: depthwise, squeeze: squeeze, project: project,
+                                   residual: spec.hasResidual))
+        }
+        blocks = plans
+        let lastIndex = arch.blocks.count + 1
+        lastConv = pointwise("features.\(lastIndex)", .hardswish)
+
+        // Head.
+        switch arch.head {
+        case .mlp:
+            let h = arch.headHiddenChannels!
+            head = [
+                LinearPlan(nin: embeddingSize, nout: h, activation: .hardswish,
+                           weights: arena.copy(tensors["classifier.2.weight"]!.data),
+                           bias: arena.copy(tensors["classifier.2.bias"]!.data)),
+                LinearPlan(nin: h, nout: numClasses, activation: .none,
+                           weights: arena.copy(tensors["classifier.5.weight"]!.data),
+                           bias: arena.copy(tensors["classifier.5.bias"]!.data)),
+            ]
+        case .fullyConvolutional:
+            // conv (no bias) + BN, then the mean over pixels: linear, so it equals the folded conv on the embedding.
+            // ref: model.py MN.__init__ fully_convolutional head: a plain nn.BatchNorm2d(num_classes), so PyTorch's
+            // default eps 1e-5 applies there, not the 0.001 of the features' norm_layer.
+            let (w, b) = folded("classifier.0", "classifier.1", eps: FloatEngine.fullyConvolutionalHeadEps)
+            head = [LinearPlan(nin: embeddingSize, nout: numClasses, activation: .none, weights: arena.copy(w),
+                               bias: arena.copy(b))]
+        }
+
+        // Buffers: the largest map any layer reads or writes at maxFrames.
+        var largest = 0, largestPacked = 0, largestSE = 0
+        for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
+            largest = max(largest, l.elements)
+        }
+        for (b, spec) in zip(plans, arch.blocks) {
+            largestPacked = max(largestPacked, f32_packed_conv1x1_count(cin: b.project.cin, cout: b.project.cout))
+            largestSE = max(largestSE, spec.expandedChannels + (spec.seChannels ?? 0))
+        }
+        mapA = arena.buffer(largest); mapB = arena.buffer(largest)
+        mapC = arena.buffer(largest); mapD = arena.buffer(largest)
+        scaledWeights = arena.buffer(largestPacked)
+        seScale = arena.buffer(largestSE)
+        seScratch = arena.buffer(largestSE)
+        headScratch = arena.buffer((arch.headHiddenChannels ?? 0) + embeddingSize)
+        pool = threads > 1 ? WorkerPool(width: threads) : nil
+    }
+
+    deinit { pool?.shutdown() }
+
+    /// BatchNorm epsilon of the fully convolutional head's BatchNorm (PyTorch's default; the features use 0.001).
+    public static let fullyConvolutionalHeadEps = 1e-5
+
+    /// Size of one map (rows = frequency, cols = time, channels).
+    struct MapShape { var rows: Int; var cols: Int; var channels: Int; var elements: Int { rows * cols * channels } }
+
+    /// Shapes of every intermediate map, in run order (stem, then per block expand/depthwise/output, then last).
+    static func layerShapes(_ a: Architecture, melBins: Int, frames: Int) -> [MapShape] {
+        var r = (melBins - 1) / 2 + 1, c = (frames - 1) / 2 + 1
+        var out = [MapShape(rows: r, cols: c, channels: a.stemChannels)]
+        for b in a.blocks {
+            out.append(MapShape(rows: r, cols: c, channels: b.expandedChannels))
+            let s = b.dilation > 1 ? 1 : b.stride
+            r = f32_conv_out_size(r, kernel: b.kernel, stride: s, dilation: b.dilation)
+            c = f32_conv_out_size(c, kernel: b.kernel, stride: s, dilation: b.dilation)
+            out.append(MapShape(rows: r, cols: c, channels: b.expandedChannels))
+            out.append(MapShape(rows: r, cols: c, channels: b.outputChannels))
+        }
+        out.append(MapShape(rows: r, cols: c, channels: a.lastConvChannels))
+        return out
+    }
+
+    /// Multiply-accumulates of one run over `frames` frames (convolutions, SE and head; pooling adds not counted).
+    public func multiplyAccumulates(frames: Int) -> Int {
+        var r = (melBins - 1) / 2 + 1, c = (frames - 1) / 2 + 1
+        var macs = r * c * stemChannels * 9
+        for (b, spec) in zip(blocks, architecture.blocks) {
+            if let e = b.expand { macs += r * c * e.cin * e.cout }
+            let d = b.depthwise
+            r = f32_conv_out_size(r, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
+            c = f32_conv_out_size(c, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
+            macs += r * c * d.channels * d.kernel * d.kernel
+            if let s = spec.seChannels { macs += 2 * s * spec.expandedChannels }
+            macs += r * c * b.project.cin * b.project.cout
+        }
+        macs += r * c * lastConv.cin * lastConv.cout
+        for h in head { macs += h.nin * h.nout }
+        return macs
+    }
+
+    /// Splits `count` work items into contiguous ranges over the pool (or runs them inline without one).
+    @inline(__always)
+    private func split(_ count: Int, minimumPerPart: Int = 1, _ body: (Range<Int>) -> Void) {
+        guard let pool, count >= 2 * minimumPerPart else { body(0..<count); return }
+        let parts = min(pool.width, count / minimumPerPart)
+        pool.parallel(parts: parts) { part in
+            body((count * part / parts)..<(count * (part + 1) / parts))
+        }
+    }
+
+    /// Runs a 1x1 conv over `pixels` pixels, split by pixel ranges over the pool when there is one.
+    private func pointwise(_ p: PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
+                           pixels: Int, residual: UnsafeMutableBufferPointer<Float>?,
+                           output: UnsafeMutableBufferPointer<Float>) {
+        split(pixels, minimumPerPart: 64) { range in
+            let inp = UnsafeBufferPointer(rebasing: input[(range.lowerBound * p.cin)..<(range.upperBound * p.cin)])
+            let o = range.lowerBound * p.cout, e = range.upperBound * p.cout
+            let res = residual.map { UnsafeBufferPointer(rebasing: $0[o..<e]) }
+            f32_conv1x1_simd8x4(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
+                                cout: p.cout, activation: p.activation, residual: res,
+                                output: UnsafeMutableBufferPointer(rebasing: output[o..<e]))
+        }
+    }
+
+    /// The forward pass; calls `capture(layer, map, rows, cols, channels)` after each of the features layers.
+    @inline(__always)
+    private func forward(mel: UnsafeBufferPointer<Float>, frames: Int, logits: UnsafeMutableBufferPointer<Float>,
+                         embedding: UnsafeMutableBufferPointer<Float>,
+                         capture: ((Int, UnsafeMutableBufferPointer<Float>, Int, Int, Int) -> Void)?) {
+        precondition(frames >= 1 && frames <= maxFrames, "frames \(frames) outside 1...\(maxFrames)")
+        precondition(mel.count >= melBins * frames, "mel holds \(mel.count) values, need \(melBins * frames)")
+        precondition(logits.count >= numClasses && embedding.count >= embeddingSize)
+        var rows = (melBins - 1) / 2 + 1, cols = (frames - 1) / 2 + 1
+        var x = mapA, y = mapB
+        let e0 = mapC, d0 = mapD
+        // Stem. ref: model.py MN.__init__ first layer (3x3 s2 conv, BN, hardswish).
+        split(rows) { r in
+            f32_stem3x3s2_simd8(input: mel, height: melBins, width: frames, packed: stemPacked, bias: stemBias,
+                                cout: stemChannels, activation: .hardswish, output: x, rows: r)
+        }
+        capture?(0, x, rows, cols, stemChannels)
+        for (i, b) in blocks.enumerated() {
+            // ref: block_types.py InvertedResidual.forward: block(x) (+ x).
+            var expanded = x
+            if let e = b.expand {
+                pointwise(e, packed: e.packed, input: x, pixels: rows * cols, residual: nil, output: e0)
+                expanded = e0
+            }
+            let d = b.depthwise
+            let orows = f32_conv_out_size(rows, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
+            let ocols = f32_conv_out_size(cols, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
+            let dwIn = UnsafeBufferPointer(expanded)
+            split(orows) { r in
+                d.run(dwIn, rows, cols, d.channels, d.packed, d.bias, d.kernel, d.stride, d.dilation, d.activation,
+                      d0, r)
+            }
+            var projectWeights = b.project.packed
+            if let s = b.squeeze {
+                // ref: block_types.py SqueezeExcitation: the scale multiplies the depthwise output's channels;
+                // folded here into the projection's input-channel weights instead.
+                f32_se_scale_simd8(map: UnsafeBufferPointer(d0), pixels: orows * ocols, channels: s.channels,
+                                   fc1: s.fc1, b1: s.b1, fc2: s.fc2, b2: s.b2, squeeze: s.squeeze,
+                                   scratch: seScratch, scale: seScale)
+                f32_scale_packed_conv1x1_simd8(packed: b.project.packed, cin: b.project.cin, cout: b.project.cout,
+                                               scale: UnsafeBufferPointer(seScale), scaled: scaledWeights)
+                projectWeights = UnsafeBufferPointer(scaledWeights)
+            }
+            pointwise(b.project, packed: projectWeights, input: d0, pixels: orows * ocols,
+                      residual: b.residual ? x : nil, output: y)
+            rows = orows; cols = ocols
+            swap(&x, &y)
+            capture?(i + 1, x, rows, cols, b.project.cout)
+        }
+        // Last conv, BN, hardswish; embedding = its global average. ref: model.py MN (features[-1], avgpool).
+        pointwise(lastConv, packed: lastConv.packed, input: x, pixels: rows * cols, residual: nil, output: y)
+        capture?(blocks.count + 1, y, rows, cols, lastConv.cout)
+        f32_global_average_pool_simd8(input: UnsafeBufferPointer(y), pixels: rows * cols, channels: lastConv.cout,
+                                      output: embedding)
+        // Head. ref: model.py MN classifier.
+        var source = UnsafeBufferPointer(rebasing: embedding[0..<embeddingSize])
+        for (n, h) in head.enumerated() {
+            let target = n == head.count - 1 ? logits : UnsafeMutableBufferPointer(rebasing: headScratch[0..<h.nout])
+            f32_linear_simd8(input: source, nin: h.nin, weights: h.weights, bias: h.bias, nout: h.nout,
+                             activation: h.activation, output: target)
+            source = UnsafeBufferPointer(target)
+        }
+    }
+
+    /// Runs the network on a mel [melBins][frames] (row-major, as the golden `*.mel.npy`), writing `numClasses`
+    /// logits and `embeddingSize` embedding values. Allocates nothing; frames must be in 1...maxFrames.
+    public func run(mel: UnsafeBufferPointer<Float>, frames: Int, logits: UnsafeMutableBufferPointer<Float>,
+                    embedding: UnsafeMutableBufferPointer<Float>) {
+        forward(mel: mel, frames: frames, logits: logits, embedding: embedding, capture: nil)
+    }
+
+    /// Convenience form of `run` returning fresh arrays.
+    public func run(mel: [Float], frames: Int) -> (logits: [Float], embedding: [Float]) {
+        var logits = [Float](repeating: 0, count: numClasses)
+        var embedding = [Float](repeating: 0, count: embeddingSize)
+        mel.withUnsafeBufferPointer { m in
+            logits.withUnsafeMutableBufferPointer { l in
+                embedding.withUnsafeMutableBufferPointer { e in run(mel: m, frames: frames, logits: l, embedding: e) }
+            }
+        }
+        return (logits, embedding)
+    }
+
+    /// Runs the network and returns each `features` layer's output (stem, blocks, last conv) in C x F x T order.
+    public func runCapturingFeatures(mel: [Float], frames: Int) -> [[Float]] {
+        var captured: [[Float]] = []
+        var logits = [Float](repeating: 0, count: numClasses)
+        var embedding = [Float](repeating: 0, count: embeddingSize)
+        mel.withUnsafeBufferPointer { m in
+            logits.withUnsafeMutableBufferPointer { l in
+                embedding.withUnsafeMutableBufferPointer { e in
+                    forward(mel: m, frames: frames, logits: l, embedding: e) { _, map, rows, cols, channels in
+                        var chw = [Float](repeating: 0, count: rows * cols * channels)
+                        for p in 0..<(rows * cols) {
+                            for c in 0..<channels { chw[c * rows * cols + p] = map[p * channels + c] }
+                        }
+                        captured.append(chw)
+                    }
+                }
+            }
+        }
+        return captured
+    }
+}

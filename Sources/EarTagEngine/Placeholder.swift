@@ -1,1 +1,0 @@
-// EarTagEngine: placeholder until its first real source lands.

@@ -1,1 +1,0 @@
-// EarTagKernels: placeholder until its first real source lands.

@@ -1,1 +1,0 @@
-// EarTagKernelsTests: placeholder.
