@@ -18,6 +18,15 @@ public struct TaggingResult: Sendable {
     /// Global average of the last feature map.
     public var embedding: [Float]
 
+    /// A result from its parts.
+    public init(file: String, durationSeconds: Double, logits: [Float], scores: [Float], embedding: [Float]) {
+        self.file = file
+        self.durationSeconds = durationSeconds
+        self.logits = logits
+        self.scores = scores
+        self.embedding = embedding
+    }
+
     /// Class indices ordered by descending score (ties by index), at most `count`.
     public func topIndices(_ count: Int) -> [Int] {
         let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
