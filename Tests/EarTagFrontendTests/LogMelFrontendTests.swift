@@ -66,6 +66,12 @@ final class LogMelFrontendTests: XCTestCase {
                          expectedFrames: 1000)
     }
 
+    /// End to end: the 44.1 kHz 24-bit original through libsndfile and libsoxr gives the golden metro mel.
+    func testParityMetroStationFromOriginal44k() throws {
+        try assertParity(wav: "audio/metro_station-paris.wav", golden: "golden/metro_station-paris.mel.npy",
+                         expectedFrames: 1000)
+    }
+
     /// Golden parity: the 64123-sample excerpt (odd length, 201 frames).
     func testParityExcerptOddLength() throws {
         let samples = try waveform("golden/excerpt.wav")
