@@ -30,7 +30,7 @@ build: deps
 ## test: every test, optimised (numeric code is 10-100x slower in debug builds).
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag
-	$(SWIFT) test $(TEST_FLAGS)
+	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
 
 $(RUN_MODEL): | build
 	@mkdir -p $(dir $(RUN_MODEL))
