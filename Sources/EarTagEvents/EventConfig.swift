@@ -32,9 +32,9 @@ public struct EventConfig: Sendable, Equatable {
     public let confirmHits: Int
     /// n: windows considered for confirmation.
     public let confirmWindows: Int
-    /// Samples an active label must stay below off before it ends.
+    /// Hold in samples: a label ends at the first window below off whose windowEnd - last heard >= this.
     public let holdSamples: Int64
-    /// Samples after an end before the same label may start again.
+    /// Cooldown in samples: hits whose new audio starts before end time + this are ignored.
     public let cooldownSamples: Int64
 
     /// Builds and validates a config; `watched` nil means every class, `excluded` is then removed from it.

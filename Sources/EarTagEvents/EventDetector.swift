@@ -64,7 +64,7 @@ private struct ClassState {
     var pendingCount = 0
 }
 
-/// Streaming event detector: call `process` once per window in time order; it never allocates.
+/// Streaming event detector: call `process` once per window in time order; it never allocates (times: see `Event`).
 public final class EventDetector {
     /// The settings in use.
     public let config: EventConfig

@@ -15,33 +15,29 @@ public struct ClassThresholds: Sendable, Equatable {
     }
 }
 
-/// Parser of per-label threshold files.
+/// Parser of per-label threshold files; each label may appear once, by display name or mid.
 public enum ThresholdFile {
     /// Largest number of lines accepted.
     public static let maxLines = 100_000
     /// Largest file size accepted (bytes).
     public static let maxBytes = 10 << 20
 
-    /// Reads `path` and resolves its labels with `selector`; returns thresholds by class index.
+    /// Reads `path` (at most `maxBytes`, so devices and pipes are bounded too) and resolves its labels with `selector`.
     public static func read(path: String, selector: LabelSelector) throws -> [Int: ClassThresholds] {
-        let url = URL(fileURLWithPath: path)
-        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.intValue
-        if let size, size > maxBytes {
-            throw EventError.badThresholdFile(path: path, line: 0, reason: "file larger than \(maxBytes) bytes")
-        }
-        guard let data = try? Data(contentsOf: url) else {
-            throw EventError.badThresholdFile(path: path, line: 0, reason: "no such file or not readable")
-        }
-        guard data.count <= maxBytes else {
-            throw EventError.badThresholdFile(path: path, line: 0, reason: "file larger than \(maxBytes) bytes")
-        }
-        guard let text = String(data: data, encoding: .utf8) else {
-            throw EventError.badThresholdFile(path: path, line: 0, reason: "not UTF-8 text")
-        }
+        func fail(_ reason: String) -> EventError { .badThresholdFile(path: path, line: 0, reason: reason) }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw fail("no such file") }
+        guard !isDirectory.boolValue else { throw fail("is a directory") }
+        guard let handle = FileHandle(forReadingAtPath: path) else { throw fail("not readable") }
+        defer { try? handle.close() }
+        let data: Data
+        do { data = try handle.read(upToCount: maxBytes + 1) ?? Data() } catch { throw fail("read failed: \(error)") }
+        guard data.count <= maxBytes else { throw fail("file larger than \(maxBytes) bytes") }
+        guard let text = String(data: data, encoding: .utf8) else { throw fail("not UTF-8 text") }
         return try parse(text, path: path, selector: selector)
     }
 
-    /// Parses threshold-file text; `path` names the source in errors.
+    /// Parses `LABEL,ON[,OFF]` lines (whole-line `#` comments, blank lines skipped; OFF defaults to 0.75 x that line's ON).
     public static func parse(_ text: String, path: String, selector: LabelSelector) throws -> [Int: ClassThresholds] {
         var body = Substring(text)
         if body.first == "\u{FEFF}" { body = body.dropFirst() }

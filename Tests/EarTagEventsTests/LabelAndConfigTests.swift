@@ -123,7 +123,7 @@ final class ThresholdFileTests: XCTestCase {
     /// Missing, oversized, overlong and non-UTF-8 files are refused.
     func testFileBounds() throws {
         let missing = directory.appendingPathComponent("nope.csv").path
-        assertThrows(.badThresholdFile(path: missing, line: 0, reason: "no such file or not readable"),
+        assertThrows(.badThresholdFile(path: missing, line: 0, reason: "no such file"),
                      try ThresholdFile.read(path: missing, selector: selector))
 
         let long = try write(String(repeating: "#\n", count: ThresholdFile.maxLines + 1), name: "long.csv")
@@ -140,6 +140,12 @@ final class ThresholdFileTests: XCTestCase {
         try Data([0xFF, 0xFE, 0x00, 0x80]).write(to: binary)
         assertThrows(.badThresholdFile(path: binary.path, line: 0, reason: "not UTF-8 text"),
                      try ThresholdFile.read(path: binary.path, selector: selector))
+
+        assertThrows(.badThresholdFile(path: directory.path, line: 0, reason: "is a directory"),
+                     try ThresholdFile.read(path: directory.path, selector: selector))
+        // A character device never ends; the read is bounded anyway.
+        assertThrows(.badThresholdFile(path: "/dev/zero", line: 0, reason: "file larger than \(ThresholdFile.maxBytes) bytes"),
+                     try ThresholdFile.read(path: "/dev/zero", selector: selector))
 
         // An empty file is valid and sets nothing.
         XCTAssertEqual(try ThresholdFile.read(path: try write("", name: "empty.csv"), selector: selector), [:])
