@@ -1,1 +1,0 @@
-// EarTagEvents: placeholder until its first real source lands.
