@@ -72,6 +72,16 @@ struct LinearPlan {
     var bias: UnsafeBufferPointer<Float>
 }
 
+/// One layer's kernel call, as handed to the worker pool (items: output rows, or pixels for pointwise).
+enum ParallelJob {
+    case none
+    case stem(mel: UnsafeBufferPointer<Float>, frames: Int, output: UnsafeMutableBufferPointer<Float>)
+    case pointwise(PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
+                   residual: UnsafeMutableBufferPointer<Float>?, output: UnsafeMutableBufferPointer<Float>)
+    case depthwise(DepthwisePlan, input: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
+                   output: UnsafeMutableBufferPointer<Float>)
+}
+
 /// Owns every buffer the engine allocates at prepare time; freed with the engine.
 final class Arena {
     private var blocks: [UnsafeMutableBufferPointer<Float>] = []
@@ -119,6 +129,9 @@ public final class FloatEngine {
     private let mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Float>
     private let scaledWeights: UnsafeMutableBufferPointer<Float>
     private let seScale, seScratch, headScratch: UnsafeMutableBufferPointer<Float>
+    // The job the worker pool is running (only touched when threads > 1).
+    private var currentJob: ParallelJob = .none
+    private var currentCount = 0
 
     /// Prepares `model`: validates every tensor, folds BatchNorm, packs weights, and sizes buffers for `maxFrames`.
     /// `threads` > 1 starts a small worker pool used to split the big convolutions by rows.
@@ -295,28 +308,52 @@ public final class FloatEngine {
         return macs
     }
 
-    /// Splits `count` work items into contiguous ranges over the pool (or runs them inline without one).
+    /// Runs one kernel call for the items `range` of `job` (stem/depthwise: output rows; pointwise: pixels).
     @inline(__always)
-    private func split(_ count: Int, minimumPerPart: Int = 1, _ body: (Range<Int>) -> Void) {
-        guard let pool, count >= 2 * minimumPerPart else { body(0..<count); return }
-        let parts = min(pool.width, count / minimumPerPart)
-        pool.parallel(parts: parts) { part in
-            body((count * part / parts)..<(count * (part + 1) / parts))
-        }
-    }
-
-    /// Runs a 1x1 conv over `pixels` pixels, split by pixel ranges over the pool when there is one.
-    private func pointwise(_ p: PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
-                           pixels: Int, residual: UnsafeMutableBufferPointer<Float>?,
-                           output: UnsafeMutableBufferPointer<Float>) {
-        split(pixels, minimumPerPart: 64) { range in
+    private func execute(_ job: ParallelJob, _ range: Range<Int>) {
+        switch job {
+        case .none:
+            break
+        case .stem(let mel, let frames, let output):
+            f32_stem3x3s2_simd8(input: mel, height: melBins, width: frames, packed: stemPacked, bias: stemBias,
+                                cout: stemChannels, activation: .hardswish, output: output, rows: range)
+        case .pointwise(let p, let packed, let input, let residual, let output):
             let inp = UnsafeBufferPointer(rebasing: input[(range.lowerBound * p.cin)..<(range.upperBound * p.cin)])
             let o = range.lowerBound * p.cout, e = range.upperBound * p.cout
             let res = residual.map { UnsafeBufferPointer(rebasing: $0[o..<e]) }
             f32_conv1x1_simd8x4(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
                                 cout: p.cout, activation: p.activation, residual: res,
                                 output: UnsafeMutableBufferPointer(rebasing: output[o..<e]))
+        case .depthwise(let d, let input, let rows, let cols, let output):
+            d.run(input, rows, cols, d.channels, d.packed, d.bias, d.kernel, d.stride, d.dilation, d.activation,
+                  output, range)
         }
+    }
+
+    /// Runs `job` over `count` items: inline without a pool, else split into contiguous ranges over the pool.
+    /// Allocation-free: the job sits in a stored property and workers reach it through a C function pointer.
+    private func dispatch(_ job: ParallelJob, count: Int, minimumPerPart: Int = 1) {
+        guard let pool, count >= 2 * minimumPerPart else { execute(job, 0..<count); return }
+        currentJob = job
+        currentCount = count
+        pool.parallel(parts: min(pool.width, count / minimumPerPart), task: FloatEngine.runPart,
+                      context: Unmanaged.passUnretained(self).toOpaque())
+        currentJob = .none
+    }
+
+    /// Pool entry point: part `part` of `parts` of the engine's current job.
+    private static let runPart: WorkerPool.Task = { context, part, parts in
+        let engine = Unmanaged<FloatEngine>.fromOpaque(context).takeUnretainedValue()
+        let n = engine.currentCount
+        engine.execute(engine.currentJob, (n * part / parts)..<(n * (part + 1) / parts))
+    }
+
+    /// Runs a 1x1 conv over `pixels` pixels (split by pixel ranges over the pool when there is one).
+    private func pointwise(_ p: PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
+                           pixels: Int, residual: UnsafeMutableBufferPointer<Float>?,
+                           output: UnsafeMutableBufferPointer<Float>) {
+        dispatch(.pointwise(p, packed: packed, input: input, residual: residual, output: output), count: pixels,
+                 minimumPerPart: 64)
     }
 
     /// The forward pass; calls `capture(layer, map, rows, cols, channels)` after each of the features layers.
@@ -331,10 +368,7 @@ public final class FloatEngine {
         var x = mapA, y = mapB
         let e0 = mapC, d0 = mapD
         // Stem. ref: model.py MN.__init__ first layer (3x3 s2 conv, BN, hardswish).
-        split(rows) { r in
-            f32_stem3x3s2_simd8(input: mel, height: melBins, width: frames, packed: stemPacked, bias: stemBias,
-                                cout: stemChannels, activation: .hardswish, output: x, rows: r)
-        }
+        dispatch(.stem(mel: mel, frames: frames, output: x), count: rows)
         capture?(0, x, rows, cols, stemChannels)
         for (i, b) in blocks.enumerated() {
             // ref: block_types.py InvertedResidual.forward: block(x) (+ x).
@@ -347,10 +381,7 @@ public final class FloatEngine {
             let orows = f32_conv_out_size(rows, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
             let ocols = f32_conv_out_size(cols, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
             let dwIn = UnsafeBufferPointer(expanded)
-            split(orows) { r in
-                d.run(dwIn, rows, cols, d.channels, d.packed, d.bias, d.kernel, d.stride, d.dilation, d.activation,
-                      d0, r)
-            }
+            dispatch(.depthwise(d, input: dwIn, rows: rows, cols: cols, output: d0), count: orows)
             var projectWeights = b.project.packed
             if let s = b.squeeze {
                 // ref: block_types.py SqueezeExcitation: the scale multiplies the depthwise output's channels;
