@@ -79,7 +79,7 @@ enum ParallelJob {
     case pointwise(PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
                    residual: UnsafeMutableBufferPointer<Float>?, output: UnsafeMutableBufferPointer<Float>)
     case depthwise(DepthwisePlan, input: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
-                   output: UnsafeMutableBufferPointer<Float>)
+                   output: UnsafeMutableBufferPointer<Float>, outputRows: Range<Int>)
 }
 
 /// Owns every buffer the engine allocates at prepare time; freed with the engine.
@@ -324,9 +324,10 @@ public final class FloatEngine {
             f32_conv1x1_simd8x4(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
                                 cout: p.cout, activation: p.activation, residual: res,
                                 output: UnsafeMutableBufferPointer(rebasing: output[o..<e]))
-        case .depthwise(let d, let input, let rows, let cols, let output):
+        case .depthwise(let d, let input, let rows, let cols, let output, let outputRows):
+            let r = (outputRows.lowerBound + range.lowerBound)..<(outputRows.lowerBound + range.upperBound)
             d.run(input, rows, cols, d.channels, d.packed, d.bias, d.kernel, d.stride, d.dilation, d.activation,
-                  output, range)
+                  output, r)
         }
     }
 
@@ -348,13 +349,22 @@ public final class FloatEngine {
         engine.execute(engine.currentJob, (n * part / parts)..<(n * (part + 1) / parts))
     }
 
-    /// Runs a 1x1 conv over `pixels` pixels (split by pixel ranges over the pool when there is one).
+    /// Runs a 1x1 conv over the pixels `range` of channels-last maps (split over the pool when there is one).
     private func pointwise(_ p: PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
-                           pixels: Int, residual: UnsafeMutableBufferPointer<Float>?,
+                           pixels range: Range<Int>, residual: UnsafeMutableBufferPointer<Float>?,
                            output: UnsafeMutableBufferPointer<Float>) {
-        dispatch(.pointwise(p, packed: packed, input: input, residual: residual, output: output), count: pixels,
+        let lo = range.lowerBound
+        let inp = UnsafeMutableBufferPointer(rebasing: input[(lo * p.cin)...])
+        let res = residual.map { UnsafeMutableBufferPointer(rebasing: $0[(lo * p.cout)...]) }
+        let out = UnsafeMutableBufferPointer(rebasing: output[(lo * p.cout)...])
+        dispatch(.pointwise(p, packed: packed, input: inp, residual: res, output: out), count: range.count,
                  minimumPerPart: 64)
     }
+
+    /// Bytes of expanded map a block processes per band, so expand -> depthwise -> project stay in L2
+    /// (no measurable effect on this x86 machine with its large L3; meant for small-cache ARM boards).
+    /// Internal so tests can force one-row bands.
+    var bandBytes = 192 * 1024
 
     /// The forward pass; calls `capture(layer, map, rows, cols, channels)` after each of the features layers.
     @inline(__always)
@@ -372,17 +382,35 @@ public final class FloatEngine {
         capture?(0, x, rows, cols, stemChannels)
         for (i, b) in blocks.enumerated() {
             // ref: block_types.py InvertedResidual.forward: block(x) (+ x).
-            var expanded = x
-            if let e = b.expand {
-                pointwise(e, packed: e.packed, input: x, pixels: rows * cols, residual: nil, output: e0)
-                expanded = e0
-            }
+            // Bands of output rows: expand only the input rows the band's depthwise taps reach, then the depthwise,
+            // then (without SE, whose scale needs the whole map first) the projection of the band.
             let d = b.depthwise
             let orows = f32_conv_out_size(rows, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
             let ocols = f32_conv_out_size(cols, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
+            let pad = (d.kernel - 1) / 2 * d.dilation
+            let band = max(1, bandBytes / max(1, cols * d.channels * 4 * d.stride))
+            let expanded = b.expand == nil ? x : e0
             let dwIn = UnsafeBufferPointer(expanded)
-            dispatch(.depthwise(d, input: dwIn, rows: rows, cols: cols, output: d0), count: orows)
-            var projectWeights = b.project.packed
+            var expandedRows = 0
+            var oy0 = 0
+            while oy0 < orows {
+                let oy1 = min(orows, oy0 + band)
+                if let e = b.expand {
+                    let needed = min(rows, (oy1 - 1) * d.stride - pad + (d.kernel - 1) * d.dilation + 1)
+                    if needed > expandedRows {
+                        pointwise(e, packed: e.packed, input: x, pixels: (expandedRows * cols)..<(needed * cols),
+                                  residual: nil, output: e0)
+                        expandedRows = needed
+                    }
+                }
+                dispatch(.depthwise(d, input: dwIn, rows: rows, cols: cols, output: d0, outputRows: oy0..<oy1),
+                         count: oy1 - oy0)
+                if b.squeeze == nil {
+                    pointwise(b.project, packed: b.project.packed, input: d0,
+                              pixels: (oy0 * ocols)..<(oy1 * ocols), residual: b.residual ? x : nil, output: y)
+                }
+                oy0 = oy1
+            }
             if let s = b.squeeze {
                 // ref: block_types.py SqueezeExcitation: the scale multiplies the depthwise output's channels;
                 // folded here into the projection's input-channel weights instead.
@@ -391,16 +419,15 @@ public final class FloatEngine {
                                    scratch: seScratch, scale: seScale)
                 f32_scale_packed_conv1x1_simd8(packed: b.project.packed, cin: b.project.cin, cout: b.project.cout,
                                                scale: UnsafeBufferPointer(seScale), scaled: scaledWeights)
-                projectWeights = UnsafeBufferPointer(scaledWeights)
+                pointwise(b.project, packed: UnsafeBufferPointer(scaledWeights), input: d0,
+                          pixels: 0..<(orows * ocols), residual: b.residual ? x : nil, output: y)
             }
-            pointwise(b.project, packed: projectWeights, input: d0, pixels: orows * ocols,
-                      residual: b.residual ? x : nil, output: y)
             rows = orows; cols = ocols
             swap(&x, &y)
             capture?(i + 1, x, rows, cols, b.project.cout)
         }
         // Last conv, BN, hardswish; embedding = its global average. ref: model.py MN (features[-1], avgpool).
-        pointwise(lastConv, packed: lastConv.packed, input: x, pixels: rows * cols, residual: nil, output: y)
+        pointwise(lastConv, packed: lastConv.packed, input: x, pixels: 0..<(rows * cols), residual: nil, output: y)
         capture?(blocks.count + 1, y, rows, cols, lastConv.cout)
         f32_global_average_pool_simd8(input: UnsafeBufferPointer(y), pixels: rows * cols, channels: lastConv.cout,
                                       output: embedding)

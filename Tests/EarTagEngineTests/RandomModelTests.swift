@@ -18,10 +18,11 @@ final class RandomModelTests: XCTestCase {
     }
 
     /// Checks every features layer, the embedding and the logits against the naive forward.
-    func check(_ arch: Architecture, frames: Int, threads: Int = 1, seed: UInt64, file: StaticString = #filePath,
-               line: UInt = #line) throws {
+    func check(_ arch: Architecture, frames: Int, threads: Int = 1, bandBytes: Int? = nil, seed: UInt64,
+               file: StaticString = #filePath, line: UInt = #line) throws {
         let model = randomModel(arch, seed: seed)
         let engine = try FloatEngine(model: model, maxFrames: frames + 5, threads: threads)
+        if let bandBytes { engine.bandBytes = bandBytes }
         let mel = randomMel(frames: frames, seed: seed &+ 7)
         let expected = naiveForward(model, mel: mel, frames: frames)
         let features = engine.runCapturingFeatures(mel: mel, frames: frames)
@@ -53,6 +54,12 @@ final class RandomModelTests: XCTestCase {
     func testSingleFrameAndThreads() throws {
         try check(makeArchitecture(width: 0.1), frames: 1, seed: 15)
         try check(makeArchitecture(width: 0.4), frames: 23, threads: 2, seed: 16)
+    }
+
+    func testOneRowBands() throws {
+        try check(makeArchitecture(width: 0.4), frames: 41, bandBytes: 1, seed: 17)
+        try check(makeArchitecture(width: 0.2, se: false, strides: [2, 2, 1, 2], numClasses: 50), frames: 30,
+                  threads: 2, bandBytes: 1, seed: 18)
     }
 
     func testThreadedRunMatchesSingleThreadExactly() throws {
