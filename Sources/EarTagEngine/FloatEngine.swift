@@ -23,11 +23,13 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A 1x1 conv with BatchNorm folded in and weights packed for `f32_conv1x1_simd8x4`.
+/// A 1x1 conv with BatchNorm folded in and weights packed for its kernel: `f32_conv1x1_simd16x2` when cout is a
+/// multiple of 16 (`wide`), else `f32_conv1x1_simd8x4`.
 struct PointwisePlan {
     var cin: Int
     var cout: Int
     var activation: KernelActivation
+    var wide: Bool
     var packed: UnsafeBufferPointer<Float>
     var bias: UnsafeBufferPointer<Float>
 }
@@ -174,9 +176,17 @@ public final class FloatEngine {
         func pointwise(_ prefix: String, _ act: KernelActivation) -> PointwisePlan {
             let (w, b) = folded(prefix + ".0", prefix + ".1")
             let cout = b.count, cin = w.count / cout
-            let packed = arena.buffer(f32_packed_conv1x1_count(cin: cin, cout: cout))
-            w.withUnsafeBufferPointer { f32_pack_conv1x1(weights: $0, cin: cin, cout: cout, packed: packed) }
-            return PointwisePlan(cin: cin, cout: cout, activation: act, packed: UnsafeBufferPointer(packed),
+            let wide = cout % 16 == 0
+            let packed = arena.buffer(wide ? f32_packed_conv1x1_16_count(cin: cin, cout: cout)
+                                           : f32_packed_conv1x1_count(cin: cin, cout: cout))
+            w.withUnsafeBufferPointer {
+                if wide {
+                    f32_pack_conv1x1_16(weights: $0, cin: cin, cout: cout, packed: packed)
+                } else {
+                    f32_pack_conv1x1(weights: $0, cin: cin, cout: cout, packed: packed)
+                }
+            }
+            return PointwisePlan(cin: cin, cout: cout, activation: act, wide: wide, packed: UnsafeBufferPointer(packed),
                                  bias: arena.copy(b))
         }
 
@@ -254,7 +264,7 @@ public final class FloatEngine {
             largest = max(largest, l.elements)
         }
         for (b, spec) in zip(plans, arch.blocks) {
-            largestPacked = max(largestPacked, f32_packed_conv1x1_count(cin: b.project.cin, cout: b.project.cout))
+            largestPacked = max(largestPacked, b.project.packed.count)
             largestSE = max(largestSE, spec.expandedChannels + (spec.seChannels ?? 0))
         }
         mapA = arena.buffer(largest); mapB = arena.buffer(largest)
@@ -321,9 +331,14 @@ public final class FloatEngine {
             let inp = UnsafeBufferPointer(rebasing: input[(range.lowerBound * p.cin)..<(range.upperBound * p.cin)])
             let o = range.lowerBound * p.cout, e = range.upperBound * p.cout
             let res = residual.map { UnsafeBufferPointer(rebasing: $0[o..<e]) }
-            f32_conv1x1_simd8x4(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
-                                cout: p.cout, activation: p.activation, residual: res,
-                                output: UnsafeMutableBufferPointer(rebasing: output[o..<e]))
+            let out = UnsafeMutableBufferPointer(rebasing: output[o..<e])
+            if p.wide {
+                f32_conv1x1_simd16x2(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
+                                     cout: p.cout, activation: p.activation, residual: res, output: out)
+            } else {
+                f32_conv1x1_simd8x4(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
+                                    cout: p.cout, activation: p.activation, residual: res, output: out)
+            }
         case .depthwise(let d, let input, let rows, let cols, let output, let outputRows):
             let r = (outputRows.lowerBound + range.lowerBound)..<(outputRows.lowerBound + range.upperBound)
             d.run(input, rows, cols, d.channels, d.packed, d.bias, d.kernel, d.stride, d.dilation, d.activation,
@@ -418,7 +433,8 @@ public final class FloatEngine {
                                    fc1: s.fc1, b1: s.b1, fc2: s.fc2, b2: s.b2, squeeze: s.squeeze,
                                    scratch: seScratch, scale: seScale)
                 f32_scale_packed_conv1x1_simd8(packed: b.project.packed, cin: b.project.cin, cout: b.project.cout,
-                                               scale: UnsafeBufferPointer(seScale), scaled: scaledWeights)
+                                               scale: UnsafeBufferPointer(seScale), scaled: scaledWeights,
+                                               blockWidth: b.project.wide ? 16 : 8)
                 pointwise(b.project, packed: UnsafeBufferPointer(scaledWeights), input: d0,
                           pixels: 0..<(orows * ocols), residual: b.residual ? x : nil, output: y)
             }

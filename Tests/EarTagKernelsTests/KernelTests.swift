@@ -85,6 +85,25 @@ final class KernelTests: XCTestCase {
                         }
                     }
                     assertClose(fast, ref, "conv1x1 p=\(pixels) cin=\(cin) cout=\(cout) \(act) res=\(useResidual) seed=\(s)")
+                    var packed16 = [Float](repeating: .nan, count: f32_packed_conv1x1_16_count(cin: cin, cout: cout))
+                    var wide = [Float](repeating: .nan, count: pixels * cout)
+                    weights.withUnsafeBufferPointer { w in
+                        packed16.withUnsafeMutableBufferPointer { f32_pack_conv1x1_16(weights: w, cin: cin, cout: cout, packed: $0) }
+                    }
+                    input.withUnsafeBufferPointer { i in
+                        bias.withUnsafeBufferPointer { b in
+                            residual.withUnsafeBufferPointer { r in
+                                packed16.withUnsafeBufferPointer { w in
+                                    wide.withUnsafeMutableBufferPointer {
+                                        f32_conv1x1_simd16x2(input: i, pixels: pixels, cin: cin, packed: w, bias: b,
+                                                             cout: cout, activation: act,
+                                                             residual: useResidual ? r : nil, output: $0)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    assertClose(wide, ref, "conv1x1 16x2 p=\(pixels) cin=\(cin) cout=\(cout) \(act) res=\(useResidual) seed=\(s)")
                 }
             }
         }
@@ -131,6 +150,31 @@ final class KernelTests: XCTestCase {
                 }
             }
             assertClose(fast, ref, "scaled conv1x1 cin=\(cin) cout=\(cout) seed=\(s)")
+            let n16 = f32_packed_conv1x1_16_count(cin: cin, cout: cout)
+            var packed16 = [Float](repeating: 0, count: n16), scaled16 = packed16
+            var wide = [Float](repeating: 0, count: pixels * cout)
+            weights.withUnsafeBufferPointer { w in
+                packed16.withUnsafeMutableBufferPointer { f32_pack_conv1x1_16(weights: w, cin: cin, cout: cout, packed: $0) }
+            }
+            packed16.withUnsafeBufferPointer { p in
+                scale.withUnsafeBufferPointer { sc in
+                    scaled16.withUnsafeMutableBufferPointer {
+                        f32_scale_packed_conv1x1_simd8(packed: p, cin: cin, cout: cout, scale: sc, scaled: $0,
+                                                       blockWidth: 16)
+                    }
+                }
+            }
+            input.withUnsafeBufferPointer { i in
+                bias.withUnsafeBufferPointer { b in
+                    scaled16.withUnsafeBufferPointer { w in
+                        wide.withUnsafeMutableBufferPointer {
+                            f32_conv1x1_simd16x2(input: i, pixels: pixels, cin: cin, packed: w, bias: b, cout: cout,
+                                                 activation: .none, residual: nil, output: $0)
+                        }
+                    }
+                }
+            }
+            assertClose(wide, ref, "scaled conv1x1 16x2 cin=\(cin) cout=\(cout) seed=\(s)")
         }
     }
 
