@@ -20,6 +20,7 @@ struct BaseBlock {
     var dilatable: Bool
 }
 
+/// MobileNetV3-Large configuration, expected tensors and validation.
 extension Architecture {
     /// The 15 MobileNetV3-Large blocks as EfficientAT configures them (reduced_tail = False).
     static let mobileNetV3Large: [BaseBlock] = [
@@ -81,6 +82,7 @@ extension Architecture {
     /// ref: EfficientAT models/mn/model.py MN.__init__ (features / classifier layout), block_types.py InvertedResidual.
     public func expectedTensorShapes() -> [String: [Int]] {
         var t: [String: [Int]] = [:]
+        /// Adds the four BatchNorm tensors of `prefix`.
         func batchNorm(_ prefix: String, _ c: Int) {
             for n in ["weight", "bias", "running_mean", "running_var"] { t["\(prefix).\(n)"] = [c] }
         }
@@ -154,7 +156,9 @@ enum ArchitectureInference {
 
     /// Reads the per-block structure from shapes, then finds the width multiplier whose configuration reproduces it.
     static func infer(shapes: [String: [Int]], path: String, strides: [Int], dilated: Bool) throws -> Architecture {
+        /// Inference error helper.
         func fail(_ reason: String) -> ModelError { .architecture(path: path, reason: reason) }
+        /// Shape of a required tensor.
         func shape(_ name: String) throws -> [Int] {
             guard let s = shapes[name] else { throw ModelError.missingTensor(path: path, tensor: name) }
             return s

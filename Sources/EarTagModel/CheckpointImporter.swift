@@ -79,11 +79,16 @@ struct CheckpointReader {
             result.append((name, t))
         }
         if result.isEmpty { throw ModelError.notAStateDict(path: path, reason: "the state dict is empty") }
+        // A model saved from nn.DataParallel prefixes every name with "module.".
+        if result.allSatisfy({ $0.name.hasPrefix("module.") }) {
+            result = result.map { (String($0.name.dropFirst("module.".count)), $0.tensor) }
+        }
         return result
     }
 
     /// Reads one tensor's values as float32 (gathering arbitrary strides), checking every bound.
     func materialize(name: String, _ t: TensorRef) throws -> Tensor {
+        /// Tensor error helper.
         func unsupported(_ r: String) -> ModelError { .unsupportedTensor(path: path, tensor: name, reason: r) }
         guard let dtype = StorageDType(rawValue: t.storage.typeName) else { throw unsupported("storage type \(t.storage.typeName)") }
         guard dtype.isFloat else { throw unsupported("\(t.storage.typeName) is not a floating-point type") }
@@ -116,6 +121,7 @@ struct CheckpointReader {
         var out = [Float](repeating: 0, count: count)
         if count == 0 { return Tensor(shape: t.shape, data: out) }
         bytes.withUnsafeBytes { raw in
+            /// Storage element `i` converted to float32.
             func value(_ i: Int) -> Float {
                 let o = i * dtype.size
                 switch dtype {

@@ -34,6 +34,7 @@ public struct SHA256Hasher {
 
     /// Processes the 64-byte `buffer` (FIPS 180-4 6.2.2).
     private mutating func compress() {
+        /// Rotate right.
         @inline(__always) func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
         for t in 0..<16 {
             w[t] = UInt32(buffer[4 * t]) << 24 | UInt32(buffer[4 * t + 1]) << 16

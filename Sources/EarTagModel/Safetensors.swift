@@ -115,6 +115,7 @@ public struct SafetensorsFile: Sendable, Equatable {
 
     /// Parses and validates safetensors bytes; `path` names them in errors.
     public static func parse(_ b: [UInt8], path: String) throws -> SafetensorsFile {
+        /// Format error helper.
         func bad(_ r: String) -> ModelError { .badSafetensors(path: path, reason: r) }
         guard b.count >= 8 else { throw bad("file shorter than the 8-byte header length") }
         var n: UInt64 = 0
@@ -227,6 +228,7 @@ public enum ModelFile {
     static func metadata(of model: FloatModel) throws -> [String: String] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
+        /// Compact JSON text of a value.
         func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try encoder.encode(v), as: UTF8.self) }
         var m = ["format": format, "eartag.architecture": try json(model.architecture),
                  "eartag.frontend": try json(model.frontend), "eartag.labels": try json(model.labels),
@@ -238,9 +240,11 @@ public enum ModelFile {
     /// Reads and validates a float model file (format, metadata, every tensor against the architecture).
     public static func load(path: String) throws -> FloatModel {
         let file = try SafetensorsFile.read(path: path)
+        /// Model file error helper.
         func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
         guard let f = file.metadata["format"] else { throw bad("metadata 'format' is missing (not an EarTag model file)") }
         guard f == format else { throw bad("format '\(f)' is not '\(format)'") }
+        /// Decodes a JSON metadata value.
         func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
             guard let s = file.metadata[key] else { throw bad("metadata '\(key)' is missing") }
             do { return try JSONDecoder().decode(T.self, from: Data(s.utf8)) } catch {

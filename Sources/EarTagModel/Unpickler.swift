@@ -98,35 +98,42 @@ struct Unpickler {
         var marks: [Int] = []
         var memo: [Int: PickleValue] = [:]
 
+        /// Consumes n bytes.
         func read(_ n: Int) throws -> ArraySlice<UInt8> {
             guard n >= 0, pos <= b.count - n else { throw bad("unexpected end of data at offset \(pos)") }
             defer { pos += n }
             return b[pos..<(pos + n)]
         }
+        /// Consumes an n-byte little-endian unsigned integer.
         func uint(_ n: Int) throws -> UInt64 {
             var v: UInt64 = 0
             for (i, x) in try read(n).enumerated() { v |= UInt64(x) << (8 * UInt64(i)) }
             return v
         }
+        /// Consumes an n-byte length, refusing lengths beyond the data.
         func length(_ n: Int) throws -> Int {
             let v = try uint(n)
             guard v <= UInt64(b.count - pos) else { throw bad("length \(v) at offset \(pos - n) exceeds the data") }
             return Int(v)
         }
+        /// Consumes a newline-terminated text argument (GLOBAL).
         func line() throws -> String {
             guard let nl = b[pos...].firstIndex(of: 0x0A) else { throw bad("unterminated line at offset \(pos)") }
             defer { pos = nl + 1 }
             return String(decoding: b[pos..<nl], as: UTF8.self)
         }
+        /// Pushes onto the bounded stack.
         func push(_ v: PickleValue) throws {
             guard stack.count < Self.maxStack else { throw bad("stack larger than \(Self.maxStack)") }
             stack.append(v)
         }
+        /// Pops, refusing to cross the innermost mark.
         func pop() throws -> PickleValue {
             guard let v = stack.popLast() else { throw bad("stack underflow at offset \(pos)") }
             if let m = marks.last, stack.count < m { throw bad("stack popped past a mark at offset \(pos)") }
             return v
         }
+        /// Pops everything above the innermost mark.
         func popMark() throws -> [PickleValue] {
             guard let m = marks.popLast() else { throw bad("no mark at offset \(pos)") }
             guard m <= stack.count else { throw bad("mark beyond stack at offset \(pos)") }
@@ -134,21 +141,25 @@ struct Unpickler {
             stack.removeSubrange(m...)
             return items
         }
+        /// Memoizes the top of the stack.
         func put(_ index: Int) throws {
             guard let top = stack.last else { throw bad("memo put with an empty stack at offset \(pos)") }
             guard memo.count < Self.maxMemo || memo[index] != nil else { throw bad("memo larger than \(Self.maxMemo)") }
             memo[index] = top
         }
+        /// Pushes a memoized value.
         func get(_ index: Int) throws {
             guard let v = memo[index] else { throw bad("memo key \(index) not found at offset \(pos)") }
             try push(v)
         }
+        /// Pushes an allowed global or refuses it (never imported).
         func global(_ module: String, _ name: String) throws {
             guard Self.isAllowed(module: module, name: name) else {
                 throw ModelError.forbiddenGlobal(path: path, global: "\(module).\(name)")
             }
             try push(.global(module: module, name: name))
         }
+        /// Adds key/value pairs to the dict below them.
         func setItems(_ pairs: [PickleValue]) throws {
             guard pairs.count % 2 == 0 else { throw bad("odd number of items for SETITEMS") }
             guard case .dict(let d) = try pop() else { throw bad("SETITEM(S) on a non-dict") }
@@ -156,6 +167,7 @@ struct Unpickler {
             while i < pairs.count { d.items.append((pairs[i], pairs[i + 1])); i += 2 }
             try push(.dict(d))
         }
+        /// Decodes UTF-8 text.
         func string(_ bytes: ArraySlice<UInt8>) throws -> String {
             guard let s = String(validating: bytes, as: UTF8.self) else { throw bad("invalid UTF-8 string at offset \(pos)") }
             return s

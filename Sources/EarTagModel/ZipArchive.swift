@@ -73,7 +73,13 @@ struct ZipArchive: Sendable {
             }
             p -= 1
         }
-        guard eocd >= 0 else { throw bad("no end-of-central-directory record (not a zip, or truncated)") }
+        guard eocd >= 0 else {
+            if bytes[0] == 0x80, bytes[1] <= 5 { // a bare pickle: torch.save's legacy (pre-1.6) format
+                throw bad("no end-of-central-directory record; this looks like a legacy non-zip torch.save file "
+                          + "(re-save it with torch >= 1.6)")
+            }
+            throw bad("no end-of-central-directory record (not a zip, or truncated)")
+        }
         var entryCount = try le(eocd + 10, 2)
         var cdSize = try le(eocd + 12, 4)
         var cdOffset = try le(eocd + 16, 4)

@@ -6,7 +6,9 @@ import EarTagTestSupport
 final class BadCheckpointTests: XCTestCase {
     var dir: URL!
 
+    /// Creates a fresh temporary directory.
     override func setUpWithError() throws { dir = try makeTemporaryDirectory("eartag-model") }
+    /// Removes the temporary directory.
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     /// Asserts that importing `path` throws `expected` (when given) and that the message is one line naming the file.
@@ -28,6 +30,7 @@ final class BadCheckpointTests: XCTestCase {
         try Architecture.efficientAT(widthMult: 0.1, head: head, numClasses: 10, channelSE: se)
     }
 
+    /// Checks: synthetic checkpoint imports.
     func testSyntheticCheckpointImports() throws {
         for (se, head, ordered, wrapped) in [(true, HeadType.mlp, true, false), (false, .fullyConvolutional, false, false),
                                              (true, .mlp, false, true)] {
@@ -44,6 +47,7 @@ final class BadCheckpointTests: XCTestCase {
         }
     }
 
+    /// Checks: strided double and half tensors are gathered.
     func testStridedDoubleAndHalfTensorsAreGathered() throws {
         // A [2, 3] view with strides [1, 2] over storage 0..5 (a transpose) reads 0 2 4 1 3 5.
         let doubles: [Double] = [0, 1, 2, 3, 4, 5]
@@ -60,21 +64,40 @@ final class BadCheckpointTests: XCTestCase {
         XCTAssertEqual(sd["h"], Tensor(shape: [3], data: [-2, 0.5, Float(bitPattern: 0x3380_0000)]))
     }
 
+    /// Checks: not a zip text file.
     func testNotAZipTextFile() throws {
         let path = try FakeCheckpoint.write(Array("hello, I am not a checkpoint\n".utf8), "text.pt", in: dir)
         assertRefused(path, contains: "end-of-central-directory")
     }
 
+    /// Checks: a legacy (non-zip) torch.save pickle gets a specific hint.
+    func testLegacyPickleFileRefused() throws {
+        let path = try FakeCheckpoint.write([0x80, 0x02, 0x8A, 0x0A] + [UInt8](repeating: 0, count: 40), "legacy.pt", in: dir)
+        assertRefused(path, contains: "legacy non-zip torch.save")
+    }
+
+    /// Checks: DataParallel "module." prefixes are stripped.
+    func testModulePrefixStripped() throws {
+        let arch = try smallArch()
+        var tensors = FakeCheckpoint.stateDict(arch)
+        for i in tensors.indices { tensors[i].name = "module." + tensors[i].name }
+        let path = try FakeCheckpoint.write(FakeCheckpoint.zip(tensors), "dp.pt", in: dir)
+        XCTAssertEqual(try CheckpointImporter.importCheckpoint(path: path, labelsPath: nil, name: nil).architecture, arch)
+    }
+
+    /// Checks: empty file.
     func testEmptyFile() throws {
         let path = try FakeCheckpoint.write([], "empty.pt", in: dir)
         assertRefused(path, .badZip(path: path, reason: "the file is empty"))
     }
 
+    /// Checks: missing file.
     func testMissingFile() throws {
         let path = dir.appendingPathComponent("nothing.pt").path
         assertRefused(path, .unreadable(path: path, reason: "no such file or not readable"))
     }
 
+    /// Checks: zip without data pkl.
     func testZipWithoutDataPkl() throws {
         var z = StoredZipWriter()
         z.add("archive/version", Array("3\n".utf8))
@@ -83,6 +106,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path, .missingEntry(path: path, entry: "*/data.pkl"))
     }
 
+    /// Checks: compressed entry refused.
     func testCompressedEntryRefused() throws {
         var z = StoredZipWriter()
         z.add("archive/data.pkl", [0x80, 0x02, 0x7D, 0x2E], method: 8)
@@ -90,6 +114,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path, .compressedEntry(path: path, entry: "archive/data.pkl", method: 8))
     }
 
+    /// Checks: os system global refused.
     func testOsSystemGlobalRefused() throws {
         // cos\nsystem\n (X 'touch /tmp/pwned') TUPLE1 REDUCE STOP
         var p = PickleEmitter()
@@ -99,6 +124,7 @@ final class BadCheckpointTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: "/tmp/eartag-pwned"))
     }
 
+    /// Checks: builtins eval via stack global refused.
     func testBuiltinsEvalViaStackGlobalRefused() throws {
         var p = PickleEmitter()
         p.b = [0x80, 0x04]
@@ -107,6 +133,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path, .forbiddenGlobal(path: path, global: "builtins.eval"), contains: "builtins.eval")
     }
 
+    /// Checks: getattr and non callable reduce refused.
     func testGetattrAndNonCallableReduceRefused() throws {
         var p = PickleEmitter()
         p.global("__builtin__", "getattr"); p.stop()
@@ -119,6 +146,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path2, contains: "cannot be called")
     }
 
+    /// Checks: malformed pickles refused.
     func testMalformedPicklesRefused() throws {
         let cases: [(String, [UInt8], String)] = [
             ("trunc.pt", [0x80, 0x02, 0x58, 0xFF, 0xFF, 0x00, 0x00], "exceeds the data"),
@@ -134,6 +162,7 @@ final class BadCheckpointTests: XCTestCase {
         }
     }
 
+    /// Checks: tensor longer than storage refused.
     func testTensorLongerThanStorageRefused() throws {
         let t = FakeTensor(name: "features.0.0.weight", shape: [2, 3], storage: FakeCheckpoint.f32([1, 2, 3, 4]), numel: 4)
         let path = try FakeCheckpoint.write(FakeCheckpoint.zip([t]), "short.pt", in: dir)
@@ -150,6 +179,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path3, .storageTooShort(path: path3, tensor: "features.0.0.weight", needed: 6, storage: "0", holds: 4))
     }
 
+    /// Checks: truncated checkpoint refused.
     func testTruncatedCheckpointRefused() throws {
         let original = try Reference.path("efficientat/mn04_as_mAP_432.pt")
         let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: original)))
@@ -157,6 +187,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path, contains: "truncated")
     }
 
+    /// Checks: corrupted storage fails CRC.
     func testCorruptedStorageFailsCRC() throws {
         let arch = try smallArch()
         var bytes = FakeCheckpoint.zip(FakeCheckpoint.stateDict(arch))
@@ -168,6 +199,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path, contains: "CRC-32 mismatch in entry 'archive/data/0'")
     }
 
+    /// Checks: dy MN refused.
     func testDyMNRefused() throws {
         let tensors = [
             FakeCheckpoint.tensor("in_c.0.weight", [16, 1, 3, 3]),
@@ -179,6 +211,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path, .dymnNotSupported(path: path), contains: "DyMN checkpoints are not supported yet")
     }
 
+    /// Checks: missing tensor refused.
     func testMissingTensorRefused() throws {
         let arch = try smallArch()
         let tensors = FakeCheckpoint.stateDict(arch).filter { $0.name != "features.5.block.1.1.running_var" }
@@ -189,6 +222,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path2, contains: "features.16.0.weight")
     }
 
+    /// Checks: wrong shape and extra tensor refused.
     func testWrongShapeAndExtraTensorRefused() throws {
         let arch = try smallArch()
         var tensors = FakeCheckpoint.stateDict(arch)
@@ -209,6 +243,7 @@ final class BadCheckpointTests: XCTestCase {
         assertRefused(path3, contains: "features.12.block.1.0.weight")
     }
 
+    /// Checks: labels required for 527 classes and count checked.
     func testLabelsRequiredFor527ClassesAndCountChecked() throws {
         let arch = try Architecture.efficientAT(widthMult: 0.1, head: .fullyConvolutional, numClasses: 527, channelSE: false)
         let path = try FakeCheckpoint.write(FakeCheckpoint.zip(FakeCheckpoint.stateDict(arch)), "as527.pt", in: dir)
@@ -220,6 +255,7 @@ final class BadCheckpointTests: XCTestCase {
         }
     }
 
+    /// Checks: bad strides argument.
     func testBadStridesArgument() throws {
         XCTAssertThrowsError(try CheckpointImporter.importCheckpoint(path: "x.pt", strides: [2, 3, 2, 2], labelsPath: nil,
                                                                      name: nil)) { e in

@@ -11,6 +11,7 @@ final class CheckpointImportTests: XCTestCase {
         (3, 32, 192, 48, 48), (3, 48, 272, 48, 72), (5, 48, 272, 64, 72), (5, 64, 384, 64, 96), (5, 64, 384, 64, 96),
     ]
 
+    /// Checks: reads all 312 entries of MN 04.
     func testReadsAll312EntriesOfMN04() throws {
         let path = try Reference.path("efficientat/mn04_as_mAP_432.pt")
         let reader = try CheckpointReader(path: path)
@@ -21,6 +22,7 @@ final class CheckpointImportTests: XCTestCase {
         XCTAssertEqual(sd.count, 266)
     }
 
+    /// Checks: MN 04 architecture and values.
     func testMN04ArchitectureAndValues() throws {
         let path = try Reference.path("efficientat/mn04_as_mAP_432.pt")
         let labelsPath = try Reference.path("efficientat/class_labels_indices.csv")
@@ -77,14 +79,25 @@ final class CheckpointImportTests: XCTestCase {
         XCTAssertEqual(runningVar.data.reduce(0.0) { $0 + Double($1) }, 2383.1967480182648, accuracy: 1e-6)
     }
 
+    /// Checks: read state dict matches import.
     func testReadStateDictMatchesImport() throws {
         let path = try Reference.path("efficientat/mn04_as_mAP_432.pt")
         let sd = try CheckpointImporter.readStateDict(path: path)
         XCTAssertEqual(sd.count, 266)
         XCTAssertNil(sd["features.0.1.num_batches_tracked"])
         XCTAssertEqual(sd["classifier.2.weight"]?.shape, [512, 384])
+        // Without labelsPath the importer finds class_labels_indices.csv beside the checkpoint.
+        let model = try CheckpointImporter.importCheckpoint(path: path, labelsPath: nil, name: "x")
+        XCTAssertEqual(model.labels.count, 527)
+        XCTAssertEqual(model.labels[526].index, 526)
+        // A 527-class variant with no labels beside it needs --labels.
+        let variant = try Reference.path("variants/mn02_fc_c_random.pt")
+        XCTAssertThrowsError(try CheckpointImporter.importCheckpoint(path: variant, labelsPath: nil, name: nil)) { e in
+            XCTAssertEqual(e as? ModelError, .labelsRequired(path: variant))
+        }
     }
 
+    /// Checks: variant MN 01 MLP.
     func testVariantMN01MLP() throws {
         let path = try Reference.path("variants/mn01_mlp_c_random.pt")
         let model = try CheckpointImporter.importCheckpoint(
@@ -103,6 +116,7 @@ final class CheckpointImportTests: XCTestCase {
         XCTAssertEqual(Set(a.expectedTensorShapes().keys), Set(model.tensors.keys))
     }
 
+    /// Checks: variant MN 02 fully convolutional.
     func testVariantMN02FullyConvolutional() throws {
         let path = try Reference.path("variants/mn02_fc_c_random.pt")
         let model = try CheckpointImporter.importCheckpoint(
@@ -119,6 +133,7 @@ final class CheckpointImportTests: XCTestCase {
         XCTAssertEqual(Set(a.expectedTensorShapes().keys), Set(model.tensors.keys))
     }
 
+    /// Checks: variant MN 02 no SE strides 2212 with 50 classes.
     func testVariantMN02NoSEStrides2212With50Classes() throws {
         let path = try Reference.path("variants/mn02_mlp_nose_s2212_c50_random.pt")
         // No labels beside the variant: 50 classes get generic labels.
@@ -136,6 +151,7 @@ final class CheckpointImportTests: XCTestCase {
         XCTAssertEqual(Set(a.expectedTensorShapes().keys), Set(model.tensors.keys))
     }
 
+    /// Checks: dilated changes only the last stage.
     func testDilatedChangesOnlyTheLastStage() throws {
         let a = try Architecture.efficientAT(widthMult: 0.4, head: .mlp, numClasses: 527, channelSE: true,
                                              strides: [2, 2, 2, 2], dilated: true)
@@ -143,6 +159,7 @@ final class CheckpointImportTests: XCTestCase {
         XCTAssertEqual(a.blocks.map(\.stride), [1, 2, 1, 2, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1])
     }
 
+    /// Checks: default names.
     func testDefaultNames() {
         XCTAssertEqual(CheckpointImporter.defaultName(for: "/x/mn04_as_mAP_432.pt"), "mn04_as")
         XCTAssertEqual(CheckpointImporter.defaultName(for: "mn10_as_fc_s2221_mAP_466.pt"), "mn10_as_fc_s2221")
@@ -150,6 +167,7 @@ final class CheckpointImportTests: XCTestCase {
         XCTAssertEqual(CheckpointImporter.defaultName(for: "mine_mAP_x.pt"), "mine_mAP_x")
     }
 
+    /// Checks: make divisible.
     func testMakeDivisible() {
         XCTAssertEqual(makeDivisible(16 * 0.4), 8)
         XCTAssertEqual(makeDivisible(120 * 0.4), 48)

@@ -4,6 +4,7 @@ import EarTagTestSupport
 
 /// SHA-256 against FIPS 180-4 / hashlib vectors and `sha256sum`; label CSV parsing and refusals.
 final class SHA256AndLabelTests: XCTestCase {
+    /// Checks: SHA 256 vectors.
     func testSHA256Vectors() {
         XCTAssertEqual(sha256Hex(of: [UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(sha256Hex(of: Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
@@ -26,6 +27,7 @@ final class SHA256AndLabelTests: XCTestCase {
                        "f3a25aa93aa2fbba28d79260535bbd6a5eb0fc1c24a8b0f04e12b484c1dfe363")
     }
 
+    /// Checks: SHA 256 of file matches sha 256sum.
     func testSHA256OfFileMatchesSha256sum() throws {
         let csv = try Reference.path("efficientat/class_labels_indices.csv")
         XCTAssertEqual(try sha256Hex(ofFile: csv), "cdd1049833c4b86127c2773ac0d14a2754b6a6d0d1798002ed5c66e699708429")
@@ -48,6 +50,7 @@ final class SHA256AndLabelTests: XCTestCase {
         XCTAssertEqual(try sha256Hex(ofFile: url.path), String(out.prefix(64)))
     }
 
+    /// Checks: official labels.
     func testOfficialLabels() throws {
         let labels = try LabelFile.read(path: try Reference.path("efficientat/class_labels_indices.csv"))
         XCTAssertEqual(labels.count, 527)
@@ -56,6 +59,7 @@ final class SHA256AndLabelTests: XCTestCase {
         XCTAssertTrue(labels.allSatisfy { !$0.displayName.contains("\"") })
     }
 
+    /// Checks: quoted fields and line endings.
     func testQuotedFieldsAndLineEndings() throws {
         let text = "index,mid,display_name\r\n0,/m/a,\"Male speech, man speaking\"\r\n1,\"/m/b\",\"Say \"\"hi\"\", twice\"\r\n2,/m/c,Plain\r\n\r\n"
         let labels = try LabelFile.parse(text, path: "q.csv")
@@ -64,6 +68,7 @@ final class SHA256AndLabelTests: XCTestCase {
                                 Label(index: 2, mid: "/m/c", displayName: "Plain")])
     }
 
+    /// Checks: bad CS vs refused with file and line.
     func testBadCSVsRefusedWithFileAndLine() {
         let cases: [(String, ModelError)] = [
             ("", .badLabels(path: "bad.csv", line: 0, reason: "empty file")),
@@ -85,6 +90,7 @@ final class SHA256AndLabelTests: XCTestCase {
         }
     }
 
+    /// Checks: too many lines refused.
     func testTooManyLinesRefused() {
         var text = "index,mid,display_name\n"
         for i in 0..<LabelFile.maxLines { text += "\(i),/m/x,X\n" }
@@ -94,6 +100,7 @@ final class SHA256AndLabelTests: XCTestCase {
         }
     }
 
+    /// Checks: missing label file.
     func testMissingLabelFile() {
         XCTAssertThrowsError(try LabelFile.read(path: "/nonexistent/labels.csv")) { e in
             XCTAssertTrue("\(e)".contains("/nonexistent/labels.csv"))

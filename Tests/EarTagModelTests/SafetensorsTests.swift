@@ -6,7 +6,9 @@ import EarTagTestSupport
 final class SafetensorsTests: XCTestCase {
     var dir: URL!
 
+    /// Creates a fresh temporary directory.
     override func setUpWithError() throws { dir = try makeTemporaryDirectory("eartag-st") }
+    /// Removes the temporary directory.
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     /// A small synthetic model (width 0.1, 3 classes) with deterministic values.
@@ -35,6 +37,7 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(a.name, b.name, file: file, line: line)
     }
 
+    /// Checks: model round trip.
     func testModelRoundTrip() throws {
         let model = try smallModel()
         let path = dir.appendingPathComponent("tiny.safetensors").path
@@ -56,6 +59,7 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path2)), Data(bytes))
     }
 
+    /// Checks: MN 04 round trip.
     func testMN04RoundTrip() throws {
         let model = try CheckpointImporter.importCheckpoint(
             path: try Reference.path("efficientat/mn04_as_mAP_432.pt"),
@@ -65,6 +69,7 @@ final class SafetensorsTests: XCTestCase {
         assertEqualModels(model, try ModelFile.load(path: path))
     }
 
+    /// Checks: generic tensors round trip.
     func testGenericTensorsRoundTrip() throws {
         let file = SafetensorsFile(metadata: ["k": "v"], tensors: [
             "a": SafetensorsTensor(dtype: .i8, shape: [3], bytes: [1, 2, 255]),
@@ -82,6 +87,7 @@ final class SafetensorsTests: XCTestCase {
         return (0..<8).map { UInt8((n >> (8 * UInt64($0))) & 0xFF) } + h + data
     }
 
+    /// Checks: corrupt safetensors refused.
     func testCorruptSafetensorsRefused() {
         let cases: [([UInt8], String)] = [
             ([1, 2, 3], "shorter than"),
@@ -112,10 +118,12 @@ final class SafetensorsTests: XCTestCase {
         }
     }
 
+    /// Checks: invalid model files refused.
     func testInvalidModelFilesRefused() throws {
         let model = try smallModel()
         let good = try SafetensorsFile(metadata: ModelFile.metadata(of: model),
                                        tensors: model.tensors.mapValues { SafetensorsTensor(float32: $0) })
+        /// Writes `f` and asserts loading it fails with `fragment`.
         func refuse(_ f: SafetensorsFile, _ fragment: String, line: UInt = #line) throws {
             let path = dir.appendingPathComponent("m.safetensors").path
             try f.write(to: path)

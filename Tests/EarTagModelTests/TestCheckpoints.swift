@@ -7,6 +7,8 @@ import Foundation
 struct StoredZipWriter {
     /// Entries as (name, data, compression method written in the headers).
     var entries: [(name: String, data: [UInt8], method: UInt16)] = []
+    /// Write ZIP64 end records (with the classic EOCD fields saturated) as large archives do.
+    var zip64 = false
 
     /// Adds an entry (method 0 = stored; other values only mislabel the headers, the data stays raw).
     mutating func add(_ name: String, _ data: [UInt8], method: UInt16 = 0) { entries.append((name, data, method)) }
@@ -15,7 +17,9 @@ struct StoredZipWriter {
     func bytes() -> [UInt8] {
         var out: [UInt8] = []
         var central: [UInt8] = []
+        /// Appends a little-endian UInt16.
         func u16(_ v: UInt16, _ a: inout [UInt8]) { a += [UInt8(v & 0xFF), UInt8(v >> 8)] }
+        /// Appends a little-endian UInt32.
         func u32(_ v: UInt32, _ a: inout [UInt8]) { for i in 0..<4 { a.append(UInt8((v >> (8 * UInt32(i))) & 0xFF)) } }
         for e in entries {
             let offset = UInt32(out.count)
@@ -31,6 +35,18 @@ struct StoredZipWriter {
         }
         let cdOffset = UInt32(out.count)
         out += central
+        if zip64 {
+            /// Appends a little-endian UInt64.
+            func u64(_ v: UInt64, _ a: inout [UInt8]) { for i in 0..<8 { a.append(UInt8((v >> (8 * UInt64(i))) & 0xFF)) } }
+            let z64 = UInt64(out.count)
+            u32(0x0606_4b50, &out); u64(44, &out); u16(45, &out); u16(45, &out); u32(0, &out); u32(0, &out)
+            u64(UInt64(entries.count), &out); u64(UInt64(entries.count), &out); u64(UInt64(central.count), &out)
+            u64(UInt64(cdOffset), &out)
+            u32(0x0706_4b50, &out); u32(0, &out); u64(z64, &out); u32(1, &out)
+            u32(0x0605_4b50, &out); u16(0xFFFF, &out); u16(0xFFFF, &out); u16(0xFFFF, &out); u16(0xFFFF, &out)
+            u32(0xFFFF_FFFF, &out); u32(0xFFFF_FFFF, &out); u16(0, &out)
+            return out
+        }
         u32(0x0605_4b50, &out); u16(0, &out); u16(0, &out); u16(UInt16(entries.count), &out)
         u16(UInt16(entries.count), &out); u32(UInt32(central.count), &out); u32(cdOffset, &out); u16(0, &out)
         return out
@@ -40,21 +56,29 @@ struct StoredZipWriter {
 /// Emits pickle protocol-2 opcodes.
 struct PickleEmitter {
     var b: [UInt8] = [0x80, 0x02]
+    /// Appends an opcode byte.
     mutating func op(_ o: UInt8) { b.append(o) }
+    /// MARK.
     mutating func mark() { op(0x28) }
+    /// BINUNICODE.
     mutating func string(_ s: String) {
         let u = Array(s.utf8)
         op(0x58); for i in 0..<4 { b.append(UInt8((u.count >> (8 * i)) & 0xFF)) }; b += u
     }
+    /// BININT.
     mutating func int(_ v: Int) {
         op(0x4A); let u = UInt32(bitPattern: Int32(v)); for i in 0..<4 { b.append(UInt8((u >> (8 * UInt32(i))) & 0xFF)) }
     }
+    /// GLOBAL.
     mutating func global(_ module: String, _ name: String) { op(0x63); b += Array("\(module)\n\(name)\n".utf8) }
+    /// SHORT_BINUNICODE x2 + STACK_GLOBAL.
     mutating func stackGlobal(_ module: String, _ name: String) {
         for s in [module, name] { let u = Array(s.utf8); op(0x8C); b.append(UInt8(u.count)); b += u }
         op(0x93)
     }
+    /// A tuple of ints.
     mutating func ints(_ v: [Int]) { mark(); for x in v { int(x) }; op(0x74) }
+    /// STOP.
     mutating func stop() { op(0x2E) }
 }
 
