@@ -75,6 +75,20 @@ final class RandomModelTests: XCTestCase {
         }
     }
 
+    func testShorterRunAfterLongerRunMatchesFreshEngine() throws {
+        let arch = makeArchitecture(width: 0.2, head: .fullyConvolutional)
+        let model = randomModel(arch, seed: 5)
+        let reused = try FloatEngine(model: model, maxFrames: 200)
+        _ = reused.run(mel: randomMel(frames: 200, seed: 1), frames: 200)
+        for frames in [37, 1, 64] {
+            let mel = randomMel(frames: frames, seed: UInt64(frames) + 100)
+            let fresh = try FloatEngine(model: model, maxFrames: frames)
+            let a = reused.run(mel: mel, frames: frames), b = fresh.run(mel: mel, frames: frames)
+            XCTAssertEqual(a.logits, b.logits, "frames \(frames)")
+            XCTAssertEqual(a.embedding, b.embedding, "frames \(frames)")
+        }
+    }
+
     func testMissingTensorIsNamed() {
         let arch = makeArchitecture(width: 0.1)
         var model = randomModel(arch)
