@@ -173,6 +173,7 @@ public final class FloatEngine {
             }
             return (fw, fb)
         }
+        // Folds and packs the 1x1 conv `prefix.0` with BatchNorm `prefix.1`.
         func pointwise(_ prefix: String, _ act: KernelActivation) -> PointwisePlan {
             let (w, b) = folded(prefix + ".0", prefix + ".1")
             let cout = b.count, cin = w.count / cout

@@ -3,6 +3,7 @@ import XCTest
 import EarTagModel
 @testable import EarTagEngine
 
+/// Engine against the naive forward on random models, plus validation and buffer-reuse checks.
 final class RandomModelTests: XCTestCase {
     /// Random mel input of `frames` frames (128 bins), roughly the range of real log-mels.
     func randomMel(frames: Int, seed: UInt64) -> [Float] {

@@ -30,8 +30,11 @@ func assertClose(_ a: [Float], _ b: [Float], tol: Float = 1e-5, _ what: @autoclo
     XCTAssert(worst <= tol * scale, "\(what()): max diff \(worst) at \(at) (scale \(scale))", file: file, line: line)
 }
 
+/// Every vectorized kernel against its scalar reference, with fresh seeds printed in failure messages.
 final class KernelTests: XCTestCase {
+    /// Channel counts below, at and above the vector width, with tails.
     let channelCounts = [1, 3, 7, 8, 9, 15, 16, 17, 33]
+    /// Activations cycled through the cases.
     let activations: [KernelActivation] = [.none, .relu, .hardswish]
 
     /// A fresh seed, printed with each failure message by the callers.
