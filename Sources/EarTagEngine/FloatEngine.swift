@@ -14,6 +14,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     /// The architecture uses something this engine does not implement.
     case unsupported(String)
 
+    /// A message naming the tensor or feature at fault.
     public var description: String {
         switch self {
         case .missingTensor(let n): return "missing tensor '\(n)'"
@@ -107,6 +108,7 @@ final class Arena {
 }
 
 /// Float32 MN inference engine: construct once per model, then call `run` per clip or window.
+/// Not thread-safe: the buffers are shared by every run, so call `run` from one thread at a time.
 public final class FloatEngine {
     /// Output classes of the model.
     public let numClasses: Int

@@ -241,8 +241,11 @@ public typealias F32DepthwiseKernel = @Sendable (
 
 /// A vectorized depthwise kernel with the (kernel, stride, dilation) combinations it handles.
 public struct F32DepthwiseVariant: Sendable {
+    /// The kernel's function name.
     public let name: String
+    /// Whether the kernel handles this (kernel, stride, dilation).
     public let supports: @Sendable (_ kernel: Int, _ stride: Int, _ dilation: Int) -> Bool
+    /// Calls the kernel.
     public let run: F32DepthwiseKernel
 }
 
