@@ -14,6 +14,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     /// The architecture uses something this engine does not implement.
     case unsupported(String)
 
+    /// A message naming the tensor or feature at fault.
     public var description: String {
         switch self {
         case .missingTensor(let n): return "missing tensor '\(n)'"
@@ -23,11 +24,13 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     }
 }
 
-/// A 1x1 conv with BatchNorm folded in and weights packed for `f32_conv1x1_simd8x4`.
+/// A 1x1 conv with BatchNorm folded in and weights packed for its kernel: `f32_conv1x1_simd16x2` when cout is a
+/// multiple of 16 (`wide`), else `f32_conv1x1_simd8x4`.
 struct PointwisePlan {
     var cin: Int
     var cout: Int
     var activation: KernelActivation
+    var wide: Bool
     var packed: UnsafeBufferPointer<Float>
     var bias: UnsafeBufferPointer<Float>
 }
@@ -72,6 +75,16 @@ struct LinearPlan {
     var bias: UnsafeBufferPointer<Float>
 }
 
+/// One layer's kernel call, as handed to the worker pool (items: output rows, or pixels for pointwise).
+enum ParallelJob {
+    case none
+    case stem(mel: UnsafeBufferPointer<Float>, frames: Int, output: UnsafeMutableBufferPointer<Float>)
+    case pointwise(PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
+                   residual: UnsafeMutableBufferPointer<Float>?, output: UnsafeMutableBufferPointer<Float>)
+    case depthwise(DepthwisePlan, input: UnsafeBufferPointer<Float>, rows: Int, cols: Int,
+                   output: UnsafeMutableBufferPointer<Float>, outputRows: Range<Int>)
+}
+
 /// Owns every buffer the engine allocates at prepare time; freed with the engine.
 final class Arena {
     private var blocks: [UnsafeMutableBufferPointer<Float>] = []
@@ -95,6 +108,7 @@ final class Arena {
 }
 
 /// Float32 MN inference engine: construct once per model, then call `run` per clip or window.
+/// Not thread-safe: the buffers are shared by every run, so call `run` from one thread at a time.
 public final class FloatEngine {
     /// Output classes of the model.
     public let numClasses: Int
@@ -119,6 +133,9 @@ public final class FloatEngine {
     private let mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Float>
     private let scaledWeights: UnsafeMutableBufferPointer<Float>
     private let seScale, seScratch, headScratch: UnsafeMutableBufferPointer<Float>
+    // The job the worker pool is running (only touched when threads > 1).
+    private var currentJob: ParallelJob = .none
+    private var currentCount = 0
 
     /// Prepares `model`: validates every tensor, folds BatchNorm, packs weights, and sizes buffers for `maxFrames`.
     /// `threads` > 1 starts a small worker pool used to split the big convolutions by rows.
@@ -158,12 +175,21 @@ public final class FloatEngine {
             }
             return (fw, fb)
         }
+        // Folds and packs the 1x1 conv `prefix.0` with BatchNorm `prefix.1`.
         func pointwise(_ prefix: String, _ act: KernelActivation) -> PointwisePlan {
             let (w, b) = folded(prefix + ".0", prefix + ".1")
             let cout = b.count, cin = w.count / cout
-            let packed = arena.buffer(f32_packed_conv1x1_count(cin: cin, cout: cout))
-            w.withUnsafeBufferPointer { f32_pack_conv1x1(weights: $0, cin: cin, cout: cout, packed: packed) }
-            return PointwisePlan(cin: cin, cout: cout, activation: act, packed: UnsafeBufferPointer(packed),
+            let wide = cout % 16 == 0
+            let packed = arena.buffer(wide ? f32_packed_conv1x1_16_count(cin: cin, cout: cout)
+                                           : f32_packed_conv1x1_count(cin: cin, cout: cout))
+            w.withUnsafeBufferPointer {
+                if wide {
+                    f32_pack_conv1x1_16(weights: $0, cin: cin, cout: cout, packed: packed)
+                } else {
+                    f32_pack_conv1x1(weights: $0, cin: cin, cout: cout, packed: packed)
+                }
+            }
+            return PointwisePlan(cin: cin, cout: cout, activation: act, wide: wide, packed: UnsafeBufferPointer(packed),
                                  bias: arena.copy(b))
         }
 
@@ -241,7 +267,7 @@ public final class FloatEngine {
             largest = max(largest, l.elements)
         }
         for (b, spec) in zip(plans, arch.blocks) {
-            largestPacked = max(largestPacked, f32_packed_conv1x1_count(cin: b.project.cin, cout: b.project.cout))
+            largestPacked = max(largestPacked, b.project.packed.count)
             largestSE = max(largestSE, spec.expandedChannels + (spec.seChannels ?? 0))
         }
         mapA = arena.buffer(largest); mapB = arena.buffer(largest)
@@ -295,29 +321,68 @@ public final class FloatEngine {
         return macs
     }
 
-    /// Splits `count` work items into contiguous ranges over the pool (or runs them inline without one).
+    /// Runs one kernel call for the items `range` of `job` (stem/depthwise: output rows; pointwise: pixels).
     @inline(__always)
-    private func split(_ count: Int, minimumPerPart: Int = 1, _ body: (Range<Int>) -> Void) {
-        guard let pool, count >= 2 * minimumPerPart else { body(0..<count); return }
-        let parts = min(pool.width, count / minimumPerPart)
-        pool.parallel(parts: parts) { part in
-            body((count * part / parts)..<(count * (part + 1) / parts))
-        }
-    }
-
-    /// Runs a 1x1 conv over `pixels` pixels, split by pixel ranges over the pool when there is one.
-    private func pointwise(_ p: PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
-                           pixels: Int, residual: UnsafeMutableBufferPointer<Float>?,
-                           output: UnsafeMutableBufferPointer<Float>) {
-        split(pixels, minimumPerPart: 64) { range in
+    private func execute(_ job: ParallelJob, _ range: Range<Int>) {
+        switch job {
+        case .none:
+            break
+        case .stem(let mel, let frames, let output):
+            f32_stem3x3s2_simd8(input: mel, height: melBins, width: frames, packed: stemPacked, bias: stemBias,
+                                cout: stemChannels, activation: .hardswish, output: output, rows: range)
+        case .pointwise(let p, let packed, let input, let residual, let output):
             let inp = UnsafeBufferPointer(rebasing: input[(range.lowerBound * p.cin)..<(range.upperBound * p.cin)])
             let o = range.lowerBound * p.cout, e = range.upperBound * p.cout
             let res = residual.map { UnsafeBufferPointer(rebasing: $0[o..<e]) }
-            f32_conv1x1_simd8x4(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
-                                cout: p.cout, activation: p.activation, residual: res,
-                                output: UnsafeMutableBufferPointer(rebasing: output[o..<e]))
+            let out = UnsafeMutableBufferPointer(rebasing: output[o..<e])
+            if p.wide {
+                f32_conv1x1_simd16x2(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
+                                     cout: p.cout, activation: p.activation, residual: res, output: out)
+            } else {
+                f32_conv1x1_simd8x4(input: inp, pixels: range.count, cin: p.cin, packed: packed, bias: p.bias,
+                                    cout: p.cout, activation: p.activation, residual: res, output: out)
+            }
+        case .depthwise(let d, let input, let rows, let cols, let output, let outputRows):
+            let r = (outputRows.lowerBound + range.lowerBound)..<(outputRows.lowerBound + range.upperBound)
+            d.run(input, rows, cols, d.channels, d.packed, d.bias, d.kernel, d.stride, d.dilation, d.activation,
+                  output, r)
         }
     }
+
+    /// Runs `job` over `count` items: inline without a pool, else split into contiguous ranges over the pool.
+    /// Allocation-free: the job sits in a stored property and workers reach it through a C function pointer.
+    private func dispatch(_ job: ParallelJob, count: Int, minimumPerPart: Int = 1) {
+        guard let pool, count >= 2 * minimumPerPart else { execute(job, 0..<count); return }
+        currentJob = job
+        currentCount = count
+        pool.parallel(parts: min(pool.width, count / minimumPerPart), task: FloatEngine.runPart,
+                      context: Unmanaged.passUnretained(self).toOpaque())
+        currentJob = .none
+    }
+
+    /// Pool entry point: part `part` of `parts` of the engine's current job.
+    private static let runPart: WorkerPool.Task = { context, part, parts in
+        let engine = Unmanaged<FloatEngine>.fromOpaque(context).takeUnretainedValue()
+        let n = engine.currentCount
+        engine.execute(engine.currentJob, (n * part / parts)..<(n * (part + 1) / parts))
+    }
+
+    /// Runs a 1x1 conv over the pixels `range` of channels-last maps (split over the pool when there is one).
+    private func pointwise(_ p: PointwisePlan, packed: UnsafeBufferPointer<Float>, input: UnsafeMutableBufferPointer<Float>,
+                           pixels range: Range<Int>, residual: UnsafeMutableBufferPointer<Float>?,
+                           output: UnsafeMutableBufferPointer<Float>) {
+        let lo = range.lowerBound
+        let inp = UnsafeMutableBufferPointer(rebasing: input[(lo * p.cin)...])
+        let res = residual.map { UnsafeMutableBufferPointer(rebasing: $0[(lo * p.cout)...]) }
+        let out = UnsafeMutableBufferPointer(rebasing: output[(lo * p.cout)...])
+        dispatch(.pointwise(p, packed: packed, input: inp, residual: res, output: out), count: range.count,
+                 minimumPerPart: 64)
+    }
+
+    /// Bytes of expanded map a block processes per band, so expand -> depthwise -> project stay in L2
+    /// (no measurable effect on this x86 machine with its large L3; meant for small-cache ARM boards).
+    /// Internal so tests can force one-row bands.
+    var bandBytes = 192 * 1024
 
     /// The forward pass; calls `capture(layer, map, rows, cols, channels)` after each of the features layers.
     @inline(__always)
@@ -331,27 +396,39 @@ public final class FloatEngine {
         var x = mapA, y = mapB
         let e0 = mapC, d0 = mapD
         // Stem. ref: model.py MN.__init__ first layer (3x3 s2 conv, BN, hardswish).
-        split(rows) { r in
-            f32_stem3x3s2_simd8(input: mel, height: melBins, width: frames, packed: stemPacked, bias: stemBias,
-                                cout: stemChannels, activation: .hardswish, output: x, rows: r)
-        }
+        dispatch(.stem(mel: mel, frames: frames, output: x), count: rows)
         capture?(0, x, rows, cols, stemChannels)
         for (i, b) in blocks.enumerated() {
             // ref: block_types.py InvertedResidual.forward: block(x) (+ x).
-            var expanded = x
-            if let e = b.expand {
-                pointwise(e, packed: e.packed, input: x, pixels: rows * cols, residual: nil, output: e0)
-                expanded = e0
-            }
+            // Bands of output rows: expand only the input rows the band's depthwise taps reach, then the depthwise,
+            // then (without SE, whose scale needs the whole map first) the projection of the band.
             let d = b.depthwise
             let orows = f32_conv_out_size(rows, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
             let ocols = f32_conv_out_size(cols, kernel: d.kernel, stride: d.stride, dilation: d.dilation)
+            let pad = (d.kernel - 1) / 2 * d.dilation
+            let band = max(1, bandBytes / max(1, cols * d.channels * 4 * d.stride))
+            let expanded = b.expand == nil ? x : e0
             let dwIn = UnsafeBufferPointer(expanded)
-            split(orows) { r in
-                d.run(dwIn, rows, cols, d.channels, d.packed, d.bias, d.kernel, d.stride, d.dilation, d.activation,
-                      d0, r)
+            var expandedRows = 0
+            var oy0 = 0
+            while oy0 < orows {
+                let oy1 = min(orows, oy0 + band)
+                if let e = b.expand {
+                    let needed = min(rows, (oy1 - 1) * d.stride - pad + (d.kernel - 1) * d.dilation + 1)
+                    if needed > expandedRows {
+                        pointwise(e, packed: e.packed, input: x, pixels: (expandedRows * cols)..<(needed * cols),
+                                  residual: nil, output: e0)
+                        expandedRows = needed
+                    }
+                }
+                dispatch(.depthwise(d, input: dwIn, rows: rows, cols: cols, output: d0, outputRows: oy0..<oy1),
+                         count: oy1 - oy0)
+                if b.squeeze == nil {
+                    pointwise(b.project, packed: b.project.packed, input: d0,
+                              pixels: (oy0 * ocols)..<(oy1 * ocols), residual: b.residual ? x : nil, output: y)
+                }
+                oy0 = oy1
             }
-            var projectWeights = b.project.packed
             if let s = b.squeeze {
                 // ref: block_types.py SqueezeExcitation: the scale multiplies the depthwise output's channels;
                 // folded here into the projection's input-channel weights instead.
@@ -359,17 +436,17 @@ public final class FloatEngine {
                                    fc1: s.fc1, b1: s.b1, fc2: s.fc2, b2: s.b2, squeeze: s.squeeze,
                                    scratch: seScratch, scale: seScale)
                 f32_scale_packed_conv1x1_simd8(packed: b.project.packed, cin: b.project.cin, cout: b.project.cout,
-                                               scale: UnsafeBufferPointer(seScale), scaled: scaledWeights)
-                projectWeights = UnsafeBufferPointer(scaledWeights)
+                                               scale: UnsafeBufferPointer(seScale), scaled: scaledWeights,
+                                               blockWidth: b.project.wide ? 16 : 8)
+                pointwise(b.project, packed: UnsafeBufferPointer(scaledWeights), input: d0,
+                          pixels: 0..<(orows * ocols), residual: b.residual ? x : nil, output: y)
             }
-            pointwise(b.project, packed: projectWeights, input: d0, pixels: orows * ocols,
-                      residual: b.residual ? x : nil, output: y)
             rows = orows; cols = ocols
             swap(&x, &y)
             capture?(i + 1, x, rows, cols, b.project.cout)
         }
         // Last conv, BN, hardswish; embedding = its global average. ref: model.py MN (features[-1], avgpool).
-        pointwise(lastConv, packed: lastConv.packed, input: x, pixels: rows * cols, residual: nil, output: y)
+        pointwise(lastConv, packed: lastConv.packed, input: x, pixels: 0..<(rows * cols), residual: nil, output: y)
         capture?(blocks.count + 1, y, rows, cols, lastConv.cout)
         f32_global_average_pool_simd8(input: UnsafeBufferPointer(y), pixels: rows * cols, channels: lastConv.cout,
                                       output: embedding)

@@ -1,16 +1,20 @@
-// A tiny persistent thread pool: the caller plus N-1 workers each take one part of a parallel loop.
+// A tiny persistent thread pool: the caller plus width-1 workers each take one part of a parallel job.
+// Jobs are a C function pointer plus a context pointer, so dispatching one allocates nothing.
 import Foundation
 
-/// Fixed set of worker threads, created once, that run the parts of `parallel(parts:_:)` alongside the caller.
+/// Fixed set of worker threads, created once, that run the parts of `parallel` alongside the caller.
 final class WorkerPool: @unchecked Sendable {
+    /// One part of a job: (context, part index, number of parts).
+    typealias Task = @convention(c) (UnsafeMutableRawPointer, Int, Int) -> Void
+
     /// Total participants including the calling thread.
     let width: Int
     private let wake: [DispatchSemaphore]
     private let finished = DispatchSemaphore(value: 0)
-    private var body: ((Int) -> Void)?
+    private var task: Task?
+    private var context: UnsafeMutableRawPointer?
     private var parts = 0
     private var stopping = false
-    private var threads: [Thread] = []
 
     /// Starts `width - 1` worker threads (none when width is 1).
     init(width: Int) {
@@ -19,7 +23,6 @@ final class WorkerPool: @unchecked Sendable {
         for w in 0..<wake.count {
             let t = Thread { [unowned self] in self.workerLoop(w) }
             t.stackSize = 1 << 20
-            threads.append(t)
             t.start()
         }
     }
@@ -29,26 +32,27 @@ final class WorkerPool: @unchecked Sendable {
         while true {
             wake[w].wait()
             if stopping { finished.signal(); return }
-            if w + 1 < parts, let b = body { b(w + 1) }
+            if w + 1 < parts, let task, let context { task(context, w + 1, parts) }
             finished.signal()
         }
     }
 
-    /// Runs body(0..<parts) with parts <= width; part 0 on the calling thread. Returns when all are done.
-    func parallel(parts: Int, _ body: (Int) -> Void) {
+    /// Runs task(context, part, n) for part in 0..<n, n = min(parts, width); part 0 on the calling thread.
+    /// Returns when every part is done. Semaphore signal/wait order publishes the job fields to the workers.
+    func parallel(parts: Int, task: Task, context: UnsafeMutableRawPointer) {
         let n = min(parts, width)
-        if n <= 1 { body(0); return }
-        withoutActuallyEscaping(body) { escaping in
-            self.body = escaping
-            self.parts = n
-            for w in 0..<(n - 1) { wake[w].signal() }
-            escaping(0)
-            for _ in 0..<(n - 1) { finished.wait() }
-            self.body = nil
-        }
+        if n <= 1 { task(context, 0, 1); return }
+        self.task = task
+        self.context = context
+        self.parts = n
+        for w in 0..<(n - 1) { wake[w].signal() }
+        task(context, 0, n)
+        for _ in 0..<(n - 1) { finished.wait() }
+        self.task = nil
+        self.context = nil
     }
 
-    /// Stops the workers.
+    /// Stops the workers (each acknowledges before exiting).
     func shutdown() {
         stopping = true
         for w in wake { w.signal() }

@@ -144,22 +144,28 @@ protocol ActivationOp {
 
 /// Identity.
 enum IdentityOp: ActivationOp {
+    /// Eight lanes.
     @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { x }
+    /// One lane.
     @inline(__always) static func apply1(_ x: Float) -> Float { x }
 }
 
 /// max(x, 0).
 enum ReluOp: ActivationOp {
+    /// Eight lanes.
     @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> {
         var y = x
         y.replace(with: 0, where: y .< 0)
         return y
     }
+    /// One lane.
     @inline(__always) static func apply1(_ x: Float) -> Float { max(x, 0) }
 }
 
 /// Hardswish (vector form, multiply by 1/6).
 enum HardswishOp: ActivationOp {
+    /// Eight lanes.
     @inline(__always) static func apply(_ x: SIMD8<Float>) -> SIMD8<Float> { f32_hardswish_simd8(x) }
+    /// One lane.
     @inline(__always) static func apply1(_ x: Float) -> Float { activate1(x, .hardswish) }
 }

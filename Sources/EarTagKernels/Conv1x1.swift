@@ -44,15 +44,21 @@ public func f32_pack_conv1x1(weights: UnsafeBufferPointer<Float>, cin: Int, cout
 }
 
 /// Multiplies the input-channel rows of packed 1x1 weights by `scale[ci]` into `scaled` (same packed layout).
+/// `blockWidth` is the packing's output-channel block: 8 (`f32_pack_conv1x1`) or 16 (`f32_pack_conv1x1_16`).
 /// Used to fold a squeeze-excitation channel scale into the following projection instead of scaling the map.
 public func f32_scale_packed_conv1x1_simd8(packed: UnsafeBufferPointer<Float>, cin: Int, cout: Int,
                                            scale: UnsafeBufferPointer<Float>,
-                                           scaled: UnsafeMutableBufferPointer<Float>) {
+                                           scaled: UnsafeMutableBufferPointer<Float>, blockWidth: Int = 8) {
+    precondition(blockWidth % 8 == 0)
+    let blocks = (cout + blockWidth - 1) / blockWidth
+    precondition(packed.count >= blocks * cin * blockWidth && scaled.count >= blocks * cin * blockWidth)
     let src = packed.baseAddress!, dst = scaled.baseAddress!, s = scale.baseAddress!
-    for cb in 0..<f32_blocks8(cout) {
+    for cb in 0..<blocks {
         for ci in 0..<cin {
-            let o = (cb * cin + ci) * 8
-            store8(dst + o, load8(src + o) * SIMD8(repeating: s[ci]))
+            let f = SIMD8<Float>(repeating: s[ci])
+            let o = (cb * cin + ci) * blockWidth
+            var l = 0
+            while l < blockWidth { store8(dst + o + l, load8(src + o + l) * f); l += 8 }
         }
     }
 }
@@ -159,5 +165,108 @@ private func conv1x1Tiles<A: ActivationOp>(
             finish(a0, p, cb)
         }
         p += 1
+    }
+}
+
+/// Number of floats `f32_pack_conv1x1_16` writes for a cin -> cout conv.
+public func f32_packed_conv1x1_16_count(cin: Int, cout: Int) -> Int { (cout + 15) / 16 * cin * 16 }
+
+/// Packs [cout][cin] weights for `f32_conv1x1_simd16x2`: layout [ceil(cout/16)][cin][16], zero past cout.
+public func f32_pack_conv1x1_16(weights: UnsafeBufferPointer<Float>, cin: Int, cout: Int,
+                                packed: UnsafeMutableBufferPointer<Float>) {
+    precondition(packed.count >= f32_packed_conv1x1_16_count(cin: cin, cout: cout))
+    for cb in 0..<((cout + 15) / 16) {
+        for ci in 0..<cin {
+            for lane in 0..<16 {
+                let co = cb * 16 + lane
+                packed[(cb * cin + ci) * 16 + lane] = co < cout ? weights[co * cin + ci] : 0
+            }
+        }
+    }
+}
+
+/// Vectorized 1x1 conv with micro-tiles of 2 pixels x 16 output channels (each input broadcast feeds 16 lanes,
+/// half the broadcasts of the 4x8 tile). Layout: input [pixels][cin], packed weights from `f32_pack_conv1x1_16`,
+/// bias [cout], output [pixels][cout], residual (optional) [pixels][cout] added after the activation. Any shape;
+/// channel tails store only valid lanes; an odd last pixel uses a 1-pixel tile. Accumulates in ci order from the
+/// bias. Output must not alias input; it may alias residual.
+public func f32_conv1x1_simd16x2(
+    input: UnsafeBufferPointer<Float>, pixels: Int, cin: Int,
+    packed: UnsafeBufferPointer<Float>, bias: UnsafeBufferPointer<Float>, cout: Int,
+    activation: KernelActivation, residual: UnsafeBufferPointer<Float>?,
+    output: UnsafeMutableBufferPointer<Float>
+) {
+    guard pixels > 0 else { return }
+    precondition(input.count >= pixels * cin && output.count >= pixels * cout)
+    precondition(packed.count >= f32_packed_conv1x1_16_count(cin: cin, cout: cout) && bias.count >= cout)
+    let res = residual?.baseAddress
+    switch activation {
+    case .none: conv1x1Tiles16(IdentityOp.self, input.baseAddress!, pixels, cin, packed.baseAddress!,
+                               bias.baseAddress!, cout, res, output.baseAddress!)
+    case .relu: conv1x1Tiles16(ReluOp.self, input.baseAddress!, pixels, cin, packed.baseAddress!,
+                               bias.baseAddress!, cout, res, output.baseAddress!)
+    case .hardswish: conv1x1Tiles16(HardswishOp.self, input.baseAddress!, pixels, cin, packed.baseAddress!,
+                                    bias.baseAddress!, cout, res, output.baseAddress!)
+    }
+}
+
+/// Body of `f32_conv1x1_simd16x2`, specialised per activation.
+@inline(__always)
+private func conv1x1Tiles16<A: ActivationOp>(
+    _: A.Type, _ inp: UnsafePointer<Float>, _ pixels: Int, _ cin: Int, _ wp: UnsafePointer<Float>,
+    _ bp: UnsafePointer<Float>, _ cout: Int, _ res: UnsafePointer<Float>?, _ out: UnsafeMutablePointer<Float>
+) {
+    let nb = (cout + 15) / 16
+    // Bias lanes co0..<co0+8, zero past cout.
+    @inline(__always) func bias8(_ co0: Int) -> SIMD8<Float> {
+        if co0 + 8 <= cout { return load8(bp + co0) }
+        var v = SIMD8<Float>(repeating: 0)
+        var l = 0
+        while co0 + l < cout { v[l] = bp[co0 + l]; l += 1 }
+        return v
+    }
+    // Activation, residual and store of lanes co0..<co0+8 of pixel p.
+    @inline(__always) func finish(_ acc: SIMD8<Float>, _ p: Int, _ co0: Int) {
+        guard co0 < cout else { return }
+        var y = A.apply(acc)
+        let o = p * cout + co0
+        if co0 + 8 <= cout {
+            if let r = res { y += load8(r + o) }
+            store8(out + o, y)
+        } else {
+            for l in 0..<(cout - co0) { out[o + l] = y[l] + (res.map { $0[o + l] } ?? 0) }
+        }
+    }
+    var p = 0
+    while p + 2 <= pixels {
+        let i0 = inp + p * cin, i1 = i0 + cin
+        for cb in 0..<nb {
+            let lo = bias8(cb * 16), hi = bias8(cb * 16 + 8)
+            var a0 = lo, b0 = hi, a1 = lo, b1 = hi
+            var w = wp + cb * cin * 16
+            for ci in 0..<cin {
+                let wl = load8(w), wh = load8(w + 8)
+                let x0 = SIMD8<Float>(repeating: i0[ci]), x1 = SIMD8<Float>(repeating: i1[ci])
+                a0 = madd(a0, x0, wl); b0 = madd(b0, x0, wh)
+                a1 = madd(a1, x1, wl); b1 = madd(b1, x1, wh)
+                w += 16
+            }
+            finish(a0, p, cb * 16); finish(b0, p, cb * 16 + 8)
+            finish(a1, p + 1, cb * 16); finish(b1, p + 1, cb * 16 + 8)
+        }
+        p += 2
+    }
+    if p < pixels {
+        let i0 = inp + p * cin
+        for cb in 0..<nb {
+            var a0 = bias8(cb * 16), b0 = bias8(cb * 16 + 8)
+            var w = wp + cb * cin * 16
+            for ci in 0..<cin {
+                let x0 = SIMD8<Float>(repeating: i0[ci])
+                a0 = madd(a0, x0, load8(w)); b0 = madd(b0, x0, load8(w + 8))
+                w += 16
+            }
+            finish(a0, p, cb * 16); finish(b0, p, cb * 16 + 8)
+        }
     }
 }

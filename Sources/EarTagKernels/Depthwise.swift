@@ -157,17 +157,29 @@ public func f32_dwconv_simd8x4(
                              bp: bias.baseAddress!, k: k, s: s, d: d, pad: pad, ho: ho, wo: wo,
                              out: output.baseAddress!)
     switch activation {
-    case .none: dwTiles(IdentityOp.self, args, rows ?? 0..<ho)
-    case .relu: dwTiles(ReluOp.self, args, rows ?? 0..<ho)
-    case .hardswish: dwTiles(HardswishOp.self, args, rows ?? 0..<ho)
+    case .none: dwTilesForKernel(IdentityOp.self, args, rows ?? 0..<ho)
+    case .relu: dwTilesForKernel(ReluOp.self, args, rows ?? 0..<ho)
+    case .hardswish: dwTilesForKernel(HardswishOp.self, args, rows ?? 0..<ho)
     }
 }
 
-/// Body of `f32_dwconv_simd8x4`, specialised per activation.
+/// Picks a copy of the tile loop with the kernel size and stride as constants (3/5, 1/2), so the tap loops unroll.
 @inline(__always)
-private func dwTiles<A: ActivationOp>(_: A.Type, _ g: DepthwiseArgs, _ rows: Range<Int>) {
+private func dwTilesForKernel<A: ActivationOp>(_: A.Type, _ g: DepthwiseArgs, _ rows: Range<Int>) {
+    switch (g.k, g.s) {
+    case (3, 1): dwTiles(A.self, g, rows, k: 3, s: 1)
+    case (3, 2): dwTiles(A.self, g, rows, k: 3, s: 2)
+    case (5, 1): dwTiles(A.self, g, rows, k: 5, s: 1)
+    case (5, 2): dwTiles(A.self, g, rows, k: 5, s: 2)
+    default: dwTiles(A.self, g, rows, k: g.k, s: g.s)
+    }
+}
+
+/// Body of `f32_dwconv_simd8x4`, specialised per activation (and, when inlined with constants, kernel/stride).
+@inline(__always)
+private func dwTiles<A: ActivationOp>(_: A.Type, _ g: DepthwiseArgs, _ rows: Range<Int>, k: Int, s: Int) {
     let inp = g.inp, wp = g.wp, bp = g.bp, out = g.out
-    let h = g.h, w = g.w, c = g.c, k = g.k, s = g.s, d = g.d, pad = g.pad, wo = g.wo
+    let h = g.h, w = g.w, c = g.c, d = g.d, pad = g.pad, wo = g.wo
     let full = c / 8, tail = full * 8
     // Interior columns: ox * s - pad >= 0 and ox * s - pad + (k - 1) * d <= w - 1.
     let lo = min(wo, (pad + s - 1) / s)
@@ -229,8 +241,11 @@ public typealias F32DepthwiseKernel = @Sendable (
 
 /// A vectorized depthwise kernel with the (kernel, stride, dilation) combinations it handles.
 public struct F32DepthwiseVariant: Sendable {
+    /// The kernel's function name.
     public let name: String
+    /// Whether the kernel handles this (kernel, stride, dilation).
     public let supports: @Sendable (_ kernel: Int, _ stride: Int, _ dilation: Int) -> Bool
+    /// Calls the kernel.
     public let run: F32DepthwiseKernel
 }
 

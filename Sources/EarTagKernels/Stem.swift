@@ -9,12 +9,12 @@ public func f32_stem3x3s2_reference(
     weights: UnsafeBufferPointer<Float>, bias: UnsafeBufferPointer<Float>, cout: Int,
     activation: KernelActivation, output: UnsafeMutableBufferPointer<Float>
 ) {
-    f32_dwconv_reference_multi(input: input, h: h, w: w, weights: weights, bias: bias, cout: cout,
+    stemReferenceBody(input: input, h: h, w: w, weights: weights, bias: bias, cout: cout,
                                activation: activation, output: output)
 }
 
 /// Reference body: every output channel reads the single input plane.
-private func f32_dwconv_reference_multi(
+private func stemReferenceBody(
     input: UnsafeBufferPointer<Float>, h: Int, w: Int, weights: UnsafeBufferPointer<Float>,
     bias: UnsafeBufferPointer<Float>, cout: Int, activation: KernelActivation,
     output: UnsafeMutableBufferPointer<Float>

@@ -12,6 +12,7 @@ private let mn04Result: Result<FloatModel, Error> = Result {
                                                    labelsPath: labels, name: nil)
 }
 
+/// Parity with EfficientAT's PyTorch outputs (skipped when ../shared/reference is absent, failing under CI).
 final class GoldenParityTests: XCTestCase {
     /// The official model, or a skip/throw when the reference is missing.
     func mn04() throws -> FloatModel { try mn04Result.get() }

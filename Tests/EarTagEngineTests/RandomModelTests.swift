@@ -3,6 +3,7 @@ import XCTest
 import EarTagModel
 @testable import EarTagEngine
 
+/// Engine against the naive forward on random models, plus validation and buffer-reuse checks.
 final class RandomModelTests: XCTestCase {
     /// Random mel input of `frames` frames (128 bins), roughly the range of real log-mels.
     func randomMel(frames: Int, seed: UInt64) -> [Float] {
@@ -18,10 +19,11 @@ final class RandomModelTests: XCTestCase {
     }
 
     /// Checks every features layer, the embedding and the logits against the naive forward.
-    func check(_ arch: Architecture, frames: Int, threads: Int = 1, seed: UInt64, file: StaticString = #filePath,
-               line: UInt = #line) throws {
+    func check(_ arch: Architecture, frames: Int, threads: Int = 1, bandBytes: Int? = nil, seed: UInt64,
+               file: StaticString = #filePath, line: UInt = #line) throws {
         let model = randomModel(arch, seed: seed)
         let engine = try FloatEngine(model: model, maxFrames: frames + 5, threads: threads)
+        if let bandBytes { engine.bandBytes = bandBytes }
         let mel = randomMel(frames: frames, seed: seed &+ 7)
         let expected = naiveForward(model, mel: mel, frames: frames)
         let features = engine.runCapturingFeatures(mel: mel, frames: frames)
@@ -55,6 +57,12 @@ final class RandomModelTests: XCTestCase {
         try check(makeArchitecture(width: 0.4), frames: 23, threads: 2, seed: 16)
     }
 
+    func testOneRowBands() throws {
+        try check(makeArchitecture(width: 0.4), frames: 41, bandBytes: 1, seed: 17)
+        try check(makeArchitecture(width: 0.2, se: false, strides: [2, 2, 1, 2], numClasses: 50), frames: 30,
+                  threads: 2, bandBytes: 1, seed: 18)
+    }
+
     func testThreadedRunMatchesSingleThreadExactly() throws {
         let arch = makeArchitecture(width: 0.4)
         let model = randomModel(arch, seed: 3)
@@ -63,6 +71,20 @@ final class RandomModelTests: XCTestCase {
         for frames in [1, 2, 99, 300] {
             let mel = randomMel(frames: frames, seed: UInt64(frames))
             let a = one.run(mel: mel, frames: frames), b = two.run(mel: mel, frames: frames)
+            XCTAssertEqual(a.logits, b.logits, "frames \(frames)")
+            XCTAssertEqual(a.embedding, b.embedding, "frames \(frames)")
+        }
+    }
+
+    func testShorterRunAfterLongerRunMatchesFreshEngine() throws {
+        let arch = makeArchitecture(width: 0.2, head: .fullyConvolutional)
+        let model = randomModel(arch, seed: 5)
+        let reused = try FloatEngine(model: model, maxFrames: 200)
+        _ = reused.run(mel: randomMel(frames: 200, seed: 1), frames: 200)
+        for frames in [37, 1, 64] {
+            let mel = randomMel(frames: frames, seed: UInt64(frames) + 100)
+            let fresh = try FloatEngine(model: model, maxFrames: frames)
+            let a = reused.run(mel: mel, frames: frames), b = fresh.run(mel: mel, frames: frames)
             XCTAssertEqual(a.logits, b.logits, "frames \(frames)")
             XCTAssertEqual(a.embedding, b.embedding, "frames \(frames)")
         }

@@ -52,12 +52,16 @@ func randomModel(_ arch: Architecture, seed: UInt64 = 1) -> FloatModel {
 func naiveForward(_ model: FloatModel, mel: [Float], frames: Int) -> (features: [[Float]], embedding: [Float],
                                                                        logits: [Float]) {
     let a = model.architecture, t = model.tensors, eps = Float(a.batchNormEps)
+    /// A CHW feature map.
     struct Map { var c: Int; var h: Int; var w: Int; var v: [Float] }
+    /// PyTorch hardswish.
     func hs(_ x: Float) -> Float { x * min(max(x + 3, 0), 6) / 6 }
+    /// Block activation (nil: identity).
     func act(_ x: Float, _ k: Activation?) -> Float {
         guard let k else { return x }
         return k == .relu ? max(x, 0) : hs(x)
     }
+    /// Eval-mode BatchNorm `p` then activation.
     func bn(_ m: Map, _ p: String, _ k: Activation?, eps: Float = eps) -> Map {
         var o = m
         let g = t[p + ".weight"]!.data, b = t[p + ".bias"]!.data
@@ -98,6 +102,7 @@ func naiveForward(_ model: FloatModel, mel: [Float], frames: Int) -> (features: 
         }
         return o
     }
+    /// PyTorch Linear `p` in double precision.
     func linear(_ x: [Float], _ p: String) -> [Float] {
         let w = t[p + ".weight"]!, b = t[p + ".bias"]!.data
         let nout = w.shape[0], nin = w.shape[1]
@@ -107,6 +112,7 @@ func naiveForward(_ model: FloatModel, mel: [Float], frames: Int) -> (features: 
             return Float(acc)
         }
     }
+    /// Per-channel mean over F and T.
     func mean(_ m: Map) -> [Float] {
         (0..<m.c).map { c in
             var s: Double = 0

@@ -30,8 +30,11 @@ func assertClose(_ a: [Float], _ b: [Float], tol: Float = 1e-5, _ what: @autoclo
     XCTAssert(worst <= tol * scale, "\(what()): max diff \(worst) at \(at) (scale \(scale))", file: file, line: line)
 }
 
+/// Every vectorized kernel against its scalar reference, with fresh seeds printed in failure messages.
 final class KernelTests: XCTestCase {
+    /// Channel counts below, at and above the vector width, with tails.
     let channelCounts = [1, 3, 7, 8, 9, 15, 16, 17, 33]
+    /// Activations cycled through the cases.
     let activations: [KernelActivation] = [.none, .relu, .hardswish]
 
     /// A fresh seed, printed with each failure message by the callers.
@@ -85,6 +88,25 @@ final class KernelTests: XCTestCase {
                         }
                     }
                     assertClose(fast, ref, "conv1x1 p=\(pixels) cin=\(cin) cout=\(cout) \(act) res=\(useResidual) seed=\(s)")
+                    var packed16 = [Float](repeating: .nan, count: f32_packed_conv1x1_16_count(cin: cin, cout: cout))
+                    var wide = [Float](repeating: .nan, count: pixels * cout)
+                    weights.withUnsafeBufferPointer { w in
+                        packed16.withUnsafeMutableBufferPointer { f32_pack_conv1x1_16(weights: w, cin: cin, cout: cout, packed: $0) }
+                    }
+                    input.withUnsafeBufferPointer { i in
+                        bias.withUnsafeBufferPointer { b in
+                            residual.withUnsafeBufferPointer { r in
+                                packed16.withUnsafeBufferPointer { w in
+                                    wide.withUnsafeMutableBufferPointer {
+                                        f32_conv1x1_simd16x2(input: i, pixels: pixels, cin: cin, packed: w, bias: b,
+                                                             cout: cout, activation: act,
+                                                             residual: useResidual ? r : nil, output: $0)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    assertClose(wide, ref, "conv1x1 16x2 p=\(pixels) cin=\(cin) cout=\(cout) \(act) res=\(useResidual) seed=\(s)")
                 }
             }
         }
@@ -131,6 +153,31 @@ final class KernelTests: XCTestCase {
                 }
             }
             assertClose(fast, ref, "scaled conv1x1 cin=\(cin) cout=\(cout) seed=\(s)")
+            let n16 = f32_packed_conv1x1_16_count(cin: cin, cout: cout)
+            var packed16 = [Float](repeating: 0, count: n16), scaled16 = packed16
+            var wide = [Float](repeating: 0, count: pixels * cout)
+            weights.withUnsafeBufferPointer { w in
+                packed16.withUnsafeMutableBufferPointer { f32_pack_conv1x1_16(weights: w, cin: cin, cout: cout, packed: $0) }
+            }
+            packed16.withUnsafeBufferPointer { p in
+                scale.withUnsafeBufferPointer { sc in
+                    scaled16.withUnsafeMutableBufferPointer {
+                        f32_scale_packed_conv1x1_simd8(packed: p, cin: cin, cout: cout, scale: sc, scaled: $0,
+                                                       blockWidth: 16)
+                    }
+                }
+            }
+            input.withUnsafeBufferPointer { i in
+                bias.withUnsafeBufferPointer { b in
+                    scaled16.withUnsafeBufferPointer { w in
+                        wide.withUnsafeMutableBufferPointer {
+                            f32_conv1x1_simd16x2(input: i, pixels: pixels, cin: cin, packed: w, bias: b, cout: cout,
+                                                 activation: .none, residual: nil, output: $0)
+                        }
+                    }
+                }
+            }
+            assertClose(wide, ref, "scaled conv1x1 16x2 cin=\(cin) cout=\(cout) seed=\(s)")
         }
     }
 
