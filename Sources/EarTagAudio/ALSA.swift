@@ -18,20 +18,24 @@ public struct ALSAError: Error, Equatable, Sendable, CustomStringConvertible {
     public var message: String
     /// The PCM or control device the call was about, if any.
     public var device: String?
+    /// alsa-lib's own diagnostic for the failure (e.g. "Unknown PCM foo"), when the capture thread caught one.
+    public var detail: String?
 
     /// Wraps an errno (sign ignored) returned by `function`; the message comes from `snd_strerror`.
     // ref: alsa-lib error.c snd_strerror (accepts negative or positive errno)
-    public init(function: String, code: Int32, device: String? = nil) {
+    public init(function: String, code: Int32, device: String? = nil, detail: String? = nil) {
         self.function = function
         self.code = code < 0 ? -code : code
         self.message = String(cString: snd_strerror(self.code))
         self.device = device
+        self.detail = detail
     }
 
-    /// One line: `<device>: <function> failed: <message> [errno N]`.
+    /// One line: `<device>: <function> failed: <message> [errno N]`, plus ` (alsa-lib: <detail>)` if known.
     public var description: String {
         let prefix = device.map { "\($0): " } ?? ""
-        return AudioError.oneLine("\(prefix)\(function) failed: \(message) [errno \(code)]")
+        let suffix = detail.map { " (alsa-lib: \($0))" } ?? ""
+        return AudioError.oneLine("\(prefix)\(function) failed: \(message) [errno \(code)]\(suffix)")
     }
 }
 
@@ -47,6 +51,15 @@ enum ALSA {
     /// Calls `body` with a C string that stays valid for the call.
     private static func withC<R>(_ s: String, _ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
         try s.withCString(body)
+    }
+
+    // MARK: diagnostics
+
+    /// `snd_lib_error_set_local`: routes alsa-lib's diagnostics on the calling thread only to `handler` (nil restores
+    /// printing to stderr); returns the previous handler.  // ref: error.c snd_lib_error_set_local (alsa-lib >= 1.1.6)
+    @discardableResult
+    static func libErrorSetLocal(_ handler: snd_local_error_handler_t?) -> snd_local_error_handler_t? {
+        snd_lib_error_set_local(handler)
     }
 
     // MARK: PCM open / close

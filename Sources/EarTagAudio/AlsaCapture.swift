@@ -307,6 +307,32 @@ public final class ALSACaptureBackend: PCMCaptureBackend {
     }
 }
 
+// MARK: - alsa-lib diagnostics
+
+/// Thread-dictionary key of the latest alsa-lib diagnostic caught on a capture thread.
+private let alsaLibDiagnosticKey = "eartag.alsa-lib.diagnostic"
+
+/// Thread-local alsa-lib error handler of capture threads: formats the message and keeps it in the thread dictionary
+/// (fault path only; alsa-lib calls it when a call fails, e.g. "Unknown PCM foo").
+// ref: error.h snd_local_error_handler_t
+private let alsaLibDiagnosticHandler: snd_local_error_handler_t = { _, _, _, err, fmt, args in
+    // va_list imports as `CVaListPointer?` on x86_64 and may be non-optional elsewhere: accept both.
+    let list: CVaListPointer? = args
+    guard let fmt, let list else { return }
+    var buffer = [CChar](repeating: 0, count: 512)
+    _ = buffer.withUnsafeMutableBufferPointer { vsnprintf($0.baseAddress, $0.count, fmt, list) }
+    var text = String(cString: buffer)
+    if err != 0 { text += ": " + String(cString: snd_strerror(err)) }
+    Thread.current.threadDictionary[alsaLibDiagnosticKey] = AudioError.oneLine(text)
+}
+
+/// Returns and clears the latest alsa-lib diagnostic caught on the calling thread.
+private func takeALSALibDiagnostic() -> String? {
+    let d = Thread.current.threadDictionary
+    defer { d.removeObject(forKey: alsaLibDiagnosticKey) }
+    return d[alsaLibDiagnosticKey] as? String
+}
+
 // MARK: - Capture
 
 /// Settings of one `AlsaCapture`.
@@ -466,6 +492,10 @@ public final class AlsaCapture: @unchecked Sendable {
 
     /// Open / pump / reopen loop; runs until `stop()`.
     private func run() {
+        // alsa-lib would print a diagnostic to stderr on every failed reopen (every 5 s for months with the mic
+        // unplugged); on this thread keep the latest one instead and attach it to the fault.
+        ALSA.libErrorSetLocal(alsaLibDiagnosticHandler)
+        defer { ALSA.libErrorSetLocal(nil) }
         var backoff = configuration.initialBackoff
         var openedBefore = false
         while !stopping {
@@ -513,6 +543,8 @@ public final class AlsaCapture: @unchecked Sendable {
         var delivered = false
         var wasReady = false
         while !stopping {
+            // Zeroed before every read: a plugin that reports frames it did not write (alsa-lib 1.2.8's `file` PCM
+            // past the end of its `infile`) then yields silence instead of a repeat of the previous period.
             raw.initializeMemory(as: UInt8.self, repeating: 0, count: readBytes)
             var rc = backend.read(into: raw, frames: p.periodFrames)
             if rc > 0 {
@@ -634,10 +666,14 @@ public final class AlsaCapture: @unchecked Sendable {
         if old != s || f != nil { onStateChange?(s, f) }
     }
 
-    /// Wraps any error from open/negotiation as a `CaptureFault`.
+    /// Wraps any error from open/negotiation as a `CaptureFault`, with alsa-lib's latest diagnostic on this thread.
     private func fault(_ error: Error) -> CaptureFault {
+        let diagnostic = takeALSALibDiagnostic()
         if let f = error as? CaptureFault { return f }
-        if let e = error as? ALSAError { return .alsa(e) }
+        if var e = error as? ALSAError {
+            if e.detail == nil { e.detail = diagnostic }
+            return .alsa(e)
+        }
         return .alsa(ALSAError(function: "open", code: EIO, device: "\(configuration.source): \(error)"))
     }
 

@@ -311,15 +311,11 @@ final class AlsaCaptureTests: XCTestCase {
         XCTAssertEqual(cap.negotiated?.format, .s16LE)
         let got = sink.samples
         var maxErr: Float = 0
-        var maxErrInterior: Float = 0
-        for i in 0..<expected.count {
-            let d = abs(got[i] - expected[i])
-            maxErr = max(maxErr, d)
-            if i >= 64 && i < expected.count - 2048 { maxErrInterior = max(maxErrInterior, d) }
-        }
-        print("48k stereo -> 32k mono: max |stream - oneshot| = \(maxErr), interior \(maxErrInterior)")
-        XCTAssertLessThan(maxErrInterior, 1e-4)
-        XCTAssertLessThan(maxErr, 1e-2)
+        for i in 0..<expected.count { maxErr = max(maxErr, abs(got[i] - expected[i])) }
+        print("48k stereo -> 32k mono: max |stream - oneshot| = \(maxErr) over \(expected.count) samples")
+        // Measured 0: StreamResampler is bit-exact with soxr_oneshot, and after the infile's end the capture feeds
+        // silence, which matches oneshot's zero-padded tail.
+        XCTAssertEqual(maxErr, 0)
     }
 
     /// A PCM name that does not exist: open fails, the capture is deaf and keeps retrying without crashing.
@@ -336,6 +332,7 @@ final class AlsaCaptureTests: XCTestCase {
         if case .alsa(let e)? = cap.lastFault {
             XCTAssertEqual(e.function, "snd_pcm_open")
             XCTAssertFalse(e.message.isEmpty)
+            XCTAssertEqual(e.detail, "Unknown PCM eartag_no_such_pcm", "alsa-lib's diagnostic is kept, not printed")
             print("unknown PCM: \(e)")
         } else {
             XCTFail("expected an ALSA open fault, got \(String(describing: cap.lastFault))")
