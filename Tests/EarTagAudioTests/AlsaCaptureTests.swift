@@ -249,6 +249,29 @@ final class AlsaCaptureTests: XCTestCase {
         """
     }
 
+    /// A PCM `eartagtest` that refuses 32 kHz and mono like many USB microphones: the `file` plugin (reading `infile`)
+    /// over `multi` (exactly 2 channels) over `plug` pinned to 48 kHz stereo S16_LE over `null`; with alsa-lib
+    /// resampling disabled by the capture, only 48 kHz is left. (`file` must be on top: `multi` reads its slaves by
+    /// mmap, which bypasses the file plugin's `infile`.)
+    static func native48kStereoConfig(infile: String) -> String {
+        """
+        pcm.eartagtest {
+            type file
+            file "/dev/null"
+            infile "\(infile)"
+            format "raw"
+            slave.pcm {
+                type multi
+                slaves.a {
+                    pcm { type plug slave { pcm { type null } rate 48000 channels 2 format S16_LE } }
+                    channels 2
+                }
+                bindings { 0 { slave a channel 0 } 1 { slave a channel 1 } }
+            }
+        }
+        """
+    }
+
     /// Runs a capture of `source` until `count` samples arrived; returns the sink and the capture (stopped).
     private func capture(_ source: CaptureSource, request: CaptureRequest, count: Int,
                          backend: PCMCaptureBackend = ALSACaptureBackend()) throws -> (CollectingSink, AlsaCapture) {
@@ -315,6 +338,34 @@ final class AlsaCaptureTests: XCTestCase {
         print("48k stereo -> 32k mono: max |stream - oneshot| = \(maxErr) over \(expected.count) samples")
         // Measured 0: StreamResampler is bit-exact with soxr_oneshot, and after the infile's end the capture feeds
         // silence, which matches oneshot's zero-padded tail.
+        XCTAssertEqual(maxErr, 0)
+    }
+
+    /// A device that refuses 32000 Hz and mono: the default request falls back to the nearest rate (48000) and the
+    /// minimum channel count (2), then downmixes and resamples; the result equals the oneshot path bit for bit.
+    func testDeviceRefusing32kAndMonoFallsBackToNativeRateAndChannels() throws {
+        let left = try loadAudio(path: Reference.path("audio/typing.wav"), targetRate: 48000).samples
+        let right = try loadAudio(path: Reference.path("audio/speech.wav"), targetRate: 48000).samples
+        let frames = min(left.count, right.count)
+        var interleaved = [Float](repeating: 0, count: frames * 2)
+        for f in 0..<frames {
+            interleaved[2 * f] = (left[f] * 0.9 * 32768).rounded() / 32768
+            interleaved[2 * f + 1] = (right[f] * 0.9 * 32768).rounded() / 32768
+        }
+        let dir = try tempDir()
+        let raw = dir.appendingPathComponent("native-s16-48k-stereo.raw").path
+        try Data(s16Bytes(interleaved)).write(to: URL(fileURLWithPath: raw))
+        let expected = try Resampler.resample(downmixToMono(interleaved, channels: 2), from: 48000, to: 32000)
+        let (sink, cap) = try capture(.configuration(text: Self.native48kStereoConfig(infile: raw), pcm: "eartagtest"),
+                                      request: CaptureRequest(), count: expected.count)
+        XCTAssertEqual(cap.negotiated?.rate, 48000)
+        XCTAssertEqual(cap.negotiated?.channels, 2)
+        XCTAssertEqual(cap.negotiated?.format, .s16LE)
+        print("refusing device negotiated: \(cap.negotiated.map { "\($0)" } ?? "nil")")
+        let got = sink.samples
+        var maxErr: Float = 0
+        for i in 0..<expected.count { maxErr = max(maxErr, abs(got[i] - expected[i])) }
+        print("native 48k stereo -> 32k mono: max |stream - oneshot| = \(maxErr)")
         XCTAssertEqual(maxErr, 0)
     }
 
