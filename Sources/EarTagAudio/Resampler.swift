@@ -39,6 +39,41 @@ public enum Soxr {
         if let err { throw SoxrError(message: String(cString: err)) }
         return (idone, odone)
     }
+
+    /// `soxr_create`: a streaming resampler for interleaved samples; caller owns it (`delete`).  // ref: soxr.h soxr_create
+    public static func create(inputRate: Double, outputRate: Double, channels: Int,
+                              io: soxr_io_spec_t, quality: soxr_quality_spec_t) throws -> soxr_t {
+        precondition(channels > 0)
+        var ioSpec = io
+        var qSpec = quality
+        var err: soxr_error_t? = nil
+        let handle = soxr_create(inputRate, outputRate, UInt32(channels), &err, &ioSpec, &qSpec, nil)
+        if let err { throw SoxrError(message: String(cString: err)) }
+        guard let handle else { throw SoxrError(message: "soxr_create returned no resampler") }
+        return handle
+    }
+
+    /// `soxr_process`: feeds up to `inputFrames` frames (nil input = end of input, flush) and writes up to
+    /// `outputFrames` frames; returns frames consumed and produced.  // ref: soxr.h soxr_process
+    public static func process(_ handle: soxr_t, input: UnsafePointer<Float>?, inputFrames: Int,
+                               output: UnsafeMutablePointer<Float>, outputFrames: Int) throws -> (consumed: Int, produced: Int) {
+        var idone = 0
+        var odone = 0
+        let err = soxr_process(handle, input, inputFrames, &idone, output, outputFrames, &odone)
+        if let err { throw SoxrError(message: String(cString: err)) }
+        return (idone, odone)
+    }
+
+    /// `soxr_clear`: resets a resampler for a fresh signal with the same configuration.  // ref: soxr.h soxr_clear
+    public static func clear(_ handle: soxr_t) throws {
+        if let err = soxr_clear(handle) { throw SoxrError(message: String(cString: err)) }
+    }
+
+    /// `soxr_delay`: output samples currently held inside the resampler.  // ref: soxr.h soxr_delay
+    public static func delay(_ handle: soxr_t) -> Double { soxr_delay(handle) }
+
+    /// `soxr_delete`: frees a resampler from `create`.  // ref: soxr.h soxr_delete
+    public static func delete(_ handle: soxr_t) { soxr_delete(handle) }
 }
 
 /// librosa's default resampler (`res_type="soxr_hq"`), mono float32.
