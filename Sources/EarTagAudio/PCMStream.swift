@@ -162,12 +162,14 @@ public final class PCMStreamDecoder {
     /// Stream magics accepted as WAV (RF64/BW64 carry 0xFFFFFFFF sizes; the stream is read to its end anyway).
     private static let magics: [[UInt8]] = [Array("RIFF".utf8), Array("RF64".utf8), Array("BW64".utf8)]
     /// Chunk ids that, right after the declared end of `data`, mark the audio as finished.
-    private static let trailerIDs: Set<[UInt8]> = Set(["LIST", "id3 ", "ID3 ", "JUNK", "junk", "PAD ", "cue ", "smpl",
+    private static let trailerIDs: [[UInt8]] = ["LIST", "id3 ", "ID3 ", "JUNK", "junk", "PAD ", "cue ", "smpl",
         "inst", "bext", "iXML", "acid", "fact", "PEAK", "_PMX", "afsp", "labl", "note", "ltxt", "plst", "SyLp",
-        "DISP", "umid", "axml", "cart"].map { Array($0.utf8) })
+        "DISP", "umid", "axml", "cart"].map { Array($0.utf8) }
+    /// Chunk and form ids the parser looks for.
+    private static let waveID = Array("WAVE".utf8), fmtID = Array("fmt ".utf8), dataID = Array("data".utf8)
 
     /// A decoder for a stream named `name` in `format` (overridden by a WAV header when `detectWAV`).
-    /// Allocates all buffers here; `push` does not allocate.
+    /// Allocates all buffers here; `push` does not allocate (except a note string once, when a WAV header is parsed).
     public init(name: String = "<stdin>", format: PCMStreamFormat, detectWAV: Bool = true,
                 blockFrames: Int = 4096) throws {
         try format.validate(name: name)
@@ -315,7 +317,7 @@ public final class PCMStreamDecoder {
         let couldBeWAV = Self.magics.contains { magic in (0..<k).allSatisfy { header[$0] == magic[$0] } }
         if !couldBeWAV { return try startRaw(emit: emit) }
         guard headerCount == 12 else { return }
-        guard headerHas(Array("WAVE".utf8), at: 8) else {
+        guard headerHas(Self.waveID, at: 8) else {
             let form = String(decoding: header[8..<12].map { (32...126).contains($0) ? $0 : 63 }, as: UTF8.self)
             throw AudioError.unrecognisedFormat(file: name, detail: "RIFF stream of type '\(form)', not WAVE")
         }
@@ -336,8 +338,8 @@ public final class PCMStreamDecoder {
     /// Acts on an 8-byte chunk header: parse `fmt `, start audio at `data`, skip anything else.
     private func chunkHeaderComplete() throws {
         let size = u32(4)
-        let isFmt = headerHas(Array("fmt ".utf8), at: 0)
-        let isData = headerHas(Array("data".utf8), at: 0)
+        let isFmt = headerHas(Self.fmtID, at: 0)
+        let isData = headerHas(Self.dataID, at: 0)
         headerCount = 0
         if isFmt {
             guard size >= 16 else {
@@ -417,8 +419,7 @@ public final class PCMStreamDecoder {
     /// was bogus and the probed bytes are audio.
     private func probeComplete(emit: (UnsafeBufferPointer<Float>) throws -> Void) throws {
         let length = headerCount
-        let id = Array(header[(length - 4)..<length])
-        if Self.trailerIDs.contains(id) {
+        if Self.trailerIDs.contains(where: { headerHas($0, at: length - 4) }) {
             bytesDiscarded += Int64(length)
             headerCount = 0
             state = .trailer
@@ -558,7 +559,7 @@ public final class FileDescriptorSource {
     public let decoder: PCMStreamDecoder
     /// Where samples go.
     public let sink: SampleSink
-    /// Called once, on the `run` thread, when the stream format is known (after the WAV header, or at once if raw).
+    /// Called once, on the `run` thread, when the first audio arrives (the format, raw or from the WAV header, is final).
     public var onFormatKnown: ((PCMStreamFormat) -> Void)?
 
     /// Resampler for the decoded format, created when the format is known.

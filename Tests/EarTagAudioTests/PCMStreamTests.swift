@@ -302,6 +302,9 @@ final class PCMStreamTests: XCTestCase {
         var short = bytes
         Self.putU32(&short, 1000, at: 40)
         variants.append(("bogus short data size", short))
+        var long = bytes
+        Self.putU32(&long, 0x7FFF_F000, at: 40)        // a "maximum" size as recorders writing to a pipe leave it
+        variants.append(("data size beyond the stream", long))
         for (label, v) in variants {
             let (y, d) = try Self.decode(v, format: flags, pieces: [4096, 333])
             XCTAssertTrue(d.isWAV, label)
