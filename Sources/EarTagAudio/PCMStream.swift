@@ -306,7 +306,7 @@ public final class PCMStreamDecoder {
         (0..<4).allSatisfy { header[at + $0] == id[$0] }
     }
 
-    /// Little-endian UInt16 / UInt32 of `header` at a byte offset.
+    /// Little-endian UInt16 of `header` at a byte offset.
     private func u16(_ at: Int) -> Int { Int(header[at]) | Int(header[at + 1]) << 8 }
     /// Little-endian UInt32 of `header` at a byte offset.
     private func u32(_ at: Int) -> Int64 { Int64(u16(at)) | Int64(u16(at + 2)) << 16 }

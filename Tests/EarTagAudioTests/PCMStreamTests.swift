@@ -491,6 +491,43 @@ final class PCMStreamTests: XCTestCase {
         if l < 0 { XCTAssertTrue(expected.suffix(-l).allSatisfy { $0 == 0 }) }
     }
 
+    /// A real producer: sox writing a 48 kHz stereo float WAV (18-byte fmt, fact chunk) to its stdout, read by the
+    /// source straight from the pipe, equals loadAudio of the same sox output saved to a file. Skipped without sox.
+    func testSoxPipeEqualsLoadAudio() throws {
+        let sox = "/usr/bin/sox"
+        guard FileManager.default.isExecutableFile(atPath: sox) else { throw XCTSkip("sox not installed") }
+        let input = try Reference.path("audio/speech.wav")
+        let args = [input, "-r", "48000", "-c", "2", "-e", "floating-point", "-t", "wav"]
+        let file = tempPath("sox48.wav")
+        let save = Process()
+        save.executableURL = URL(fileURLWithPath: sox)
+        save.arguments = args + [file]
+        try save.run()
+        save.waitUntilExit()
+        XCTAssertEqual(save.terminationStatus, 0)
+        let expected = try loadAudio(path: file).samples
+
+        let producer = Process()
+        producer.executableURL = URL(fileURLWithPath: sox)
+        producer.arguments = args + ["-"]
+        let out = Pipe()
+        producer.standardOutput = out
+        producer.standardError = FileHandle.nullDevice
+        try producer.run()
+        let sink = CollectingSink()
+        let source = try FileDescriptorSource(fileDescriptor: out.fileHandleForReading.fileDescriptor,
+                                              format: PCMStreamFormat(sampleRate: 44100, channels: 1, sampleFormat: .s16le),
+                                              sink: sink)
+        try source.run()
+        producer.waitUntilExit()
+        XCTAssertEqual(source.decoder.format, PCMStreamFormat(sampleRate: 48000, channels: 2, sampleFormat: .f32le))
+        let (d, l) = StreamResamplerTests.compare(sink.samples, expected)
+        print("sox 48 kHz stereo float WAV via pipe: \(sink.samples.count) samples vs loadAudio \(expected.count);"
+              + " max|diff| \(d), length diff \(l)")
+        XCTAssertEqual(d, 0)
+        XCTAssertLessThanOrEqual(abs(l), 1)
+    }
+
     /// A read error (reading a write-only descriptor) is a typed one-line error naming the stream.
     func testReadErrorIsTyped() throws {
         var fds: [Int32] = [0, 0]
