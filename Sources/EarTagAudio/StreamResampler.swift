@@ -43,8 +43,9 @@ public final class StreamResampler {
             output = .allocate(capacity: 0)
             return
         }
-        // Room for one chunk's worth of output plus what soxr may release from its pipeline at once.
-        let capacity = Int((Double(maxInputChunk) * Double(to) / Double(from)).rounded(.up)) + 256
+        // Room for one chunk's worth of output plus what soxr may release from its pipeline at once; capped, since
+        // `process` loops while the buffer fills (a smaller buffer only means more soxr calls).
+        let capacity = min(Int((Double(maxInputChunk) * Double(to) / Double(from)).rounded(.up)) + 256, 1 << 18)
         output = .allocate(capacity: capacity)
         output.initialize(repeating: 0)
         do {
