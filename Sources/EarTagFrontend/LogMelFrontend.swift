@@ -263,6 +263,23 @@ public final class LogMelFrontend {
         melBlock(lanes: 1, output: column, rowStride: stride)
     }
 
+    /// Computes one or two frames from their spans with one complex FFT, exactly as the batch path computes the pair
+    /// (first frame in the real part, second or zeros in the imaginary part), so results are bitwise equal to the
+    /// batch's for the same pair; writes frame k's bins to `firstColumn[m * stride]` / `secondColumn[m * stride]`.
+    /// `scratch` holds 2 x bins values. Used by `StreamingLogMel`.
+    func computeFramePair(first: UnsafePointer<Float>, second: UnsafePointer<Float>?,
+                          into firstColumn: UnsafeMutablePointer<Float>, _ secondColumn: UnsafeMutablePointer<Float>?,
+                          stride: Int, scratch: UnsafeMutablePointer<Float>) {
+        loadWindowed(span: first, into: fftRe.pointer)
+        if let second { loadWindowed(span: second, into: fftIm.pointer) } else { clearSpan(fftIm.pointer) }
+        transformPair(lane: 0)
+        melBlock(lanes: 2, output: scratch, rowStride: 2)
+        for m in 0..<bins { firstColumn[m * stride] = scratch[2 * m] }
+        if let secondColumn {
+            for m in 0..<bins { secondColumn[m * stride] = scratch[2 * m + 1] }
+        }
+    }
+
     /// Loads frame i's windowed span into FFT input `target`, pre-emphasizing on the fly and reflect-padding at the ends.
     @inline(__always)
     private func loadFrame(_ i: Int, samples x: UnsafePointer<Float>, count n: Int,
