@@ -36,7 +36,8 @@ let package = Package(
         .target(name: "EarTagEngine", dependencies: ["EarTagModel", "EarTagKernels"], swiftSettings: kernelSettings),
         .target(name: "EarTagEvents", dependencies: ["EarTagModel"]),
         .target(name: "EarTagPipeline",
-                dependencies: ["EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents"]),
+                dependencies: ["EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents",
+                               .product(name: "Atomics", package: "swift-atomics")]),
         .executableTarget(name: "eartag", dependencies: [
             "EarTagPipeline", "EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

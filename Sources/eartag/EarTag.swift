@@ -10,7 +10,7 @@ struct EarTag: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eartag",
         abstract: "Tag sounds with EfficientAT MobileNetV3 models (527 AudioSet classes).",
-        subcommands: [Tag.self, Import.self, Labels.self, Bench.self])
+        subcommands: [Tag.self, Listen.self, Devices.self, Import.self, Labels.self, Bench.self])
 }
 
 /// The `--model` option shared by every command that runs a model.
@@ -68,6 +68,8 @@ struct Tag: ParsableCommand {
     @Option(help: "Threads for the engine.") var threads: Int = 1
     @Option(help: "Longest file accepted, in seconds (the whole file is analysed in one pass).")
     var maxDuration: Double = 600
+    @Option(help: "Per-window results: window length in seconds (as `eartag listen`).") var window: Double?
+    @Option(help: "Per-window results: hop between windows in seconds (default 1 with --window).") var hop: Double?
     @Argument(help: "Audio files.") var files: [String]
 
     func validate() throws {
@@ -79,6 +81,7 @@ struct Tag: ParsableCommand {
 
     func run() throws {
         let model = try modelOptions.load()
+        if window != nil || hop != nil { return try runWindows(model) }
         let tagger = try fail { try FileTagger(model: model, threads: threads, maxDurationSeconds: maxDuration) }
         let printer = ResultPrinter(format: format, top: top, allScores: allScores, embedding: embedding,
                                     labels: model.labels, modelName: model.name)
@@ -86,6 +89,27 @@ struct Tag: ParsableCommand {
         for file in files {
             do {
                 emit(printer.render(try tagger.tag(path: file)))
+            } catch {
+                printError(oneLine(error))
+                failures += 1
+            }
+        }
+        if failures > 0 { throw ExitCode(1) }
+    }
+
+    /// `--window`/`--hop`: window records for each file through the streaming processor.
+    func runWindows(_ model: FloatModel) throws {
+        var settings = StreamSettings()
+        settings.windowSeconds = window ?? 10
+        settings.hopSeconds = hop ?? 1
+        settings.threads = threads
+        let printer = StreamRecordPrinter(format: format, top: top, allScores: allScores, labels: model.labels)
+        let out = LineWriter()
+        var failures = 0
+        for file in files {
+            do {
+                try tagWindows(path: file, model: model, settings: settings, printer: printer,
+                               maxDurationSeconds: maxDuration, out: out)
             } catch {
                 printError(oneLine(error))
                 failures += 1

@@ -7,7 +7,7 @@ import EarTagTestSupport
 @testable import EarTagAudio
 
 /// A sink that keeps everything written to it.
-final class CollectingSink: SampleSink {
+final class RecordingSink: SampleSink {
     /// All samples received, in order.
     var samples = [Float]()
     /// Number of write calls.
@@ -116,10 +116,10 @@ final class PCMStreamTests: XCTestCase {
 
     /// Pipes `bytes` through a FileDescriptorSource (a writer thread writes pieces then closes) into a sink.
     static func pipeThrough(_ bytes: [UInt8], format: PCMStreamFormat, pieces: Int = 777,
-                            detectWAV: Bool = true) throws -> (sink: CollectingSink, source: FileDescriptorSource) {
+                            detectWAV: Bool = true) throws -> (sink: RecordingSink, source: FileDescriptorSource) {
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
-        let sink = CollectingSink()
+        let sink = RecordingSink()
         let source = try FileDescriptorSource(fileDescriptor: fds[0], name: "<stdin>", format: format,
                                               detectWAV: detectWAV, sink: sink)
         let writeEnd = fds[1]
@@ -252,7 +252,7 @@ final class PCMStreamTests: XCTestCase {
                 XCTAssertFalse("\(error)".contains("\n"))
                 print("refused: \(error)")
             }
-            XCTAssertThrowsError(try FileDescriptorSource(format: fmt, sink: CollectingSink()))
+            XCTAssertThrowsError(try FileDescriptorSource(format: fmt, sink: RecordingSink()))
         }
         XCTAssertNoThrow(try PCMStreamDecoder(format: PCMStreamFormat(sampleRate: 1000, channels: 64, sampleFormat: .f64le)))
         XCTAssertNoThrow(try PCMStreamDecoder(format: PCMStreamFormat(sampleRate: 768_000, channels: 1, sampleFormat: .u8)))
@@ -432,7 +432,7 @@ final class PCMStreamTests: XCTestCase {
         // Raw s16le of the same samples, also through the pipe.
         let raw = Array(bytes[44..<(bytes.count - 1)]) + [0x01]
         let rawFormat = PCMStreamFormat(sampleRate: 32000, channels: 1, sampleFormat: .s16le)
-        let sink2 = CollectingSink()
+        let sink2 = RecordingSink()
         var seen: PCMStreamFormat?
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
@@ -514,7 +514,7 @@ final class PCMStreamTests: XCTestCase {
         producer.standardOutput = out
         producer.standardError = FileHandle.nullDevice
         try producer.run()
-        let sink = CollectingSink()
+        let sink = RecordingSink()
         let source = try FileDescriptorSource(fileDescriptor: out.fileHandleForReading.fileDescriptor,
                                               format: PCMStreamFormat(sampleRate: 44100, channels: 1, sampleFormat: .s16le),
                                               sink: sink)
@@ -535,7 +535,7 @@ final class PCMStreamTests: XCTestCase {
         defer { close(fds[0]); close(fds[1]) }
         let source = try FileDescriptorSource(fileDescriptor: fds[1], format: PCMStreamFormat(sampleRate: 32000, channels: 1,
                                                                                             sampleFormat: .s16le),
-                                              sink: CollectingSink())
+                                              sink: RecordingSink())
         XCTAssertThrowsError(try source.run()) { error in
             guard case AudioError.readFailed("<stdin>", let detail)? = error as? AudioError else { return XCTFail("\(error)") }
             XCTAssertTrue(detail.hasPrefix("read error: "))
