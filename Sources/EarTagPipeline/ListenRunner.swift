@@ -12,7 +12,9 @@ public enum ListenSource: Sendable {
     /// Standard input: raw PCM in this format, or a WAV stream detected by its header (lossless).
     case stdin(PCMStreamFormat)
     /// An ALSA capture PCM (live: never stalls; the oldest audio is dropped and counted when processing lags).
-    case device(CaptureSource)
+    /// `lossless` makes the capture wait for processing instead: only for PCMs that are not real time (the `file`
+    /// plugin), never for a microphone, whose driver would overrun.
+    case device(CaptureSource, lossless: Bool)
 }
 
 /// Writes output lines to a file descriptor, noticing when the reader has gone away.
@@ -108,8 +110,9 @@ public final class ListenRunner {
                 diagnostics(m)
                 return 1
             }
-        case .device(let capture):
-            let ring = SampleRing(capacity: processor.windowSamples + processor.hopSamples, policy: .dropOldest)
+        case .device(let capture, let lossless):
+            let ring = SampleRing(capacity: processor.windowSamples + processor.hopSamples,
+                                  policy: lossless ? .lossless : .dropOldest)
             let name = capture.description
             let alsa = AlsaCapture(configuration: AlsaCaptureConfiguration(source: capture), sink: ring) {
                 [diagnostics] state, fault in

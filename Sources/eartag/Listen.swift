@@ -17,6 +17,8 @@ struct Listen: ParsableCommand {
     @Option(help: "ALSA capture device (see `eartag devices`).") var device: String?
     @Option(help: "ALSA configuration file defining the --device PCM (e.g. a `file` plugin PCM for tests).")
     var alsaConfig: String?
+    @Flag(help: ArgumentHelp("Capture waits for processing instead of dropping audio (only for PCMs that are not real time, such as the ALSA file plugin).", visibility: .hidden))
+    var losslessCapture = false
     @Flag(help: "Read audio from standard input: raw PCM (--rate, --channels, --sample-format) or a WAV stream.")
     var stdin = false
     @Option(help: "Raw stdin sample rate in Hz.") var rate: Int = 32000
@@ -40,7 +42,8 @@ struct Listen: ParsableCommand {
     @Option(help: "Labels per window record.") var top: Int = 5
     @Option(help: "Output format: text or jsonl (flushed per line).") var format: OutputFormat = .text
     @Option(help: "Stop after this many seconds of audio.") var duration: Double?
-    @Option(help: "Skip inference on windows quieter than this level (dBFS), e.g. -60.") var minDbfs: Double?
+    @Option(parsing: .unconditional, help: "Skip inference on windows quieter than this level (dBFS), e.g. -60.")
+    var minDbfs: Double?
     @Option(help: "Threads for the engine.") var threads: Int = 1
 
     /// The parsed `--confirm K/N`.
@@ -91,9 +94,9 @@ struct Listen: ParsableCommand {
                     throw StreamSettingsError(description: "\(alsaConfig): cannot read the ALSA configuration file")
                 }
             }
-            source = .device(.configuration(text: text, pcm: device ?? "default"))
+            source = .device(.configuration(text: text, pcm: device ?? "default"), lossless: losslessCapture)
         } else {
-            source = .device(.device(device ?? "default"))
+            source = .device(.device(device ?? "default"), lossless: losslessCapture)
         }
         let printer = StreamRecordPrinter(format: format, top: top, allScores: allScores, labels: model.labels)
         let status = try fail {

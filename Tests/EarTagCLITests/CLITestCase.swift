@@ -12,6 +12,12 @@ struct RunResult {
 
 /// Base class: runs `eartag` and imports the reference model once per test process.
 class CLITestCase: XCTestCase {
+    /// Children may exit before reading all of their stdin: a write to that pipe must fail, not kill the tests.
+    override class func setUp() {
+        super.setUp()
+        signal(SIGPIPE, SIG_IGN)
+    }
+
     /// The directory holding the built products (beside the test bundle).
     static var productsDirectory: URL {
         for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
@@ -43,10 +49,17 @@ class CLITestCase: XCTestCase {
         p.standardInput = input
         try p.run()
         try err.close()
-        if let stdin { input.fileHandleForWriting.write(stdin) }
-        try input.fileHandleForWriting.close()
+        // stdin is written from another thread so that a child filling its stdout pipe cannot deadlock us.
+        let writer = input.fileHandleForWriting
+        let done = DispatchSemaphore(value: 0)
+        Thread {
+            if let stdin { try? writer.write(contentsOf: stdin) }
+            try? writer.close()
+            done.signal()
+        }.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
+        done.wait()
         let errData = try Data(contentsOf: errURL)
         return RunResult(status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
