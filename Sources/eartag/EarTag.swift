@@ -185,14 +185,28 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads for the engine.") var threads: Int = 1
     @Option(help: "Measured runs (after 3 warm-up runs).") var runs: Int = 30
     @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Benchmark the live pipeline instead: per-hop latency and CPU over a long synthetic stream.")
+    var stream = false
+    @Option(help: "With --stream: seconds of audio to stream.") var seconds: Double = 600
+    @Option(help: "With --stream: window length in seconds.") var window: Double = 10
+    @Option(help: "With --stream: hop in seconds.") var hop: Double = 1
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
     }
 
     func run() throws {
         let model = try modelOptions.load()
+        if stream {
+            let r = try fail {
+                try EarTagPipeline.Bench.runStream(model: model, seconds: seconds, windowSeconds: window,
+                                                   hopSeconds: hop, threads: threads)
+            }
+            emit((json ? r.json : r.text) + "\n")
+            return
+        }
         let result = try fail { try EarTagPipeline.Bench.run(model: model, threads: threads, runs: runs) }
         emit((json ? result.json : result.text) + "\n")
     }
