@@ -11,6 +11,8 @@
 // i*hop + 400 > L (at most the last two, for hop 320) read the right reflection, which depends on where the
 // signal currently ends: a stream emits them only provisionally, if at all, and recomputes them when more audio
 // arrives, or at flush exactly as the batch path does at the true end.
+// `StreamingLogMel` goes further: it computes frames with the internal `computeFramePair` / `computeFrameBlock`,
+// which pair frames as the batch path does, so its windows are bitwise equal to `compute` of the same samples.
 import CFFTW
 import EarTagModel
 import Foundation

@@ -17,6 +17,10 @@
 // frame g0 uses a ring of (even, odd) pairs. When the hop is an odd number of frames, windows alternately start on
 // odd frames; a second ring of (odd, even) pairs serves those (each interior frame is then computed twice, still
 // per hop, not per window). Every window is therefore bitwise equal to `LogMelFrontend.compute` of its samples.
+// Ring frames are computed 8 at a time (four pairs in one SIMD block), as the batch path computes its frames.
+//
+// Cost per hop: hop / 320 ring frames (twice that for odd-frame hops), about 4 edge frames, and copying the window's
+// 128 x frames values out (measured, x86-64 release: W 10 s, H 1 s ~0.19 ms per hop vs ~1.0 ms for a batch window).
 import EarTagModel
 import Foundation
 
@@ -32,6 +36,15 @@ public struct WindowInfo: Sendable, Equatable {
     public var frames: Int
     /// True for the single short window `finalPartialWindow` returns at end of stream.
     public var isPartial: Bool
+
+    /// Builds a window description.
+    public init(index: Int, start: Int64, end: Int64, frames: Int, isPartial: Bool) {
+        self.index = index
+        self.start = start
+        self.end = end
+        self.frames = frames
+        self.isPartial = isPartial
+    }
 }
 
 /// Incremental sliding-window log-mel: push stream samples, pull the mel of each complete window (W samples, hop H).
