@@ -54,7 +54,8 @@ public final class SampleRing: @unchecked Sendable {
         public var count: Int
         /// Absolute stream index of the first copied sample (the read position after any drop).
         public var startIndex: Int64
-        /// Samples lost immediately before `startIndex` since the previous read (overwritten before being read).
+        /// Samples lost immediately before `startIndex` since the previous read (overwritten before being read);
+        /// can be non-zero with `count` 0 when everything readable was overwritten during the read.
         public var dropped: Int64
         /// True when the ring is closed and fully drained (then `count` is 0).
         public var isEndOfStream: Bool
@@ -101,6 +102,8 @@ public final class SampleRing: @unchecked Sendable {
     private let consumerTarget = ManagedAtomic<Int64>(0)
     /// Read position the sleeping lossless producer waits for (0: not sleeping).
     private let producerTarget = ManagedAtomic<Int64>(0)
+    /// Reads whose copy the producer lapped (prefix discarded); consumer-side diagnostic for tests.
+    internal private(set) var tornReadCount = 0
     private let consumerSignal = DispatchSemaphore(value: 0)
     private let producerSignal = DispatchSemaphore(value: 0)
 
@@ -241,6 +244,7 @@ public final class SampleRing: @unchecked Sendable {
             var count = k
             if firstIntact > r {
                 // The producer lapped part of what was copied: discard that prefix and count it as dropped.
+                tornReadCount += 1
                 let lost = Int(min(firstIntact - r, Int64(k)))
                 dropped += Int64(lost)
                 start = r + Int64(lost)

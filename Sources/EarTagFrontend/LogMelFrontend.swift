@@ -11,6 +11,8 @@
 // i*hop + 400 > L (at most the last two, for hop 320) read the right reflection, which depends on where the
 // signal currently ends: a stream emits them only provisionally, if at all, and recomputes them when more audio
 // arrives, or at flush exactly as the batch path does at the true end.
+// `StreamingLogMel` goes further: it computes frames with the internal `computeFramePair` / `computeFrameBlock`,
+// which pair frames as the batch path does, so its windows are bitwise equal to `compute` of the same samples.
 import CFFTW
 import EarTagModel
 import Foundation
@@ -278,6 +280,26 @@ public final class LogMelFrontend {
         if let secondColumn {
             for m in 0..<bins { secondColumn[m * stride] = scratch[2 * m + 1] }
         }
+    }
+
+    /// Computes `count` (1...8) frames from consecutive spans (`spanLength` values each) as one batch block: frames
+    /// (0,1), (2,3), ... share a complex FFT and the last odd one pairs with zeros, exactly like the batch path, so
+    /// values are bitwise equal to the batch's for the same pairs. Writes frame l's bins to `block[m * 8 + l]`
+    /// (`block` holds 8 x bins values). Used by `StreamingLogMel`.
+    func computeFrameBlock(spans: UnsafePointer<Float>, count: Int, into block: UnsafeMutablePointer<Float>) {
+        precondition(count >= 1 && count <= Self.blockWidth, "a frame block holds 1...\(Self.blockWidth) frames")
+        var lane = 0
+        while lane < count {
+            loadWindowed(span: spans + lane * spanLength, into: fftRe.pointer)
+            if lane + 1 < count {
+                loadWindowed(span: spans + (lane + 1) * spanLength, into: fftIm.pointer)
+            } else {
+                clearSpan(fftIm.pointer)
+            }
+            transformPair(lane: lane)
+            lane += 2
+        }
+        melBlock(lanes: count, output: block, rowStride: Self.blockWidth)
     }
 
     /// Loads frame i's windowed span into FFT input `target`, pre-emphasizing on the fly and reflect-padding at the ends.
