@@ -10,7 +10,7 @@ RELEASE_FLAGS := -c release
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
-.PHONY: deps build test run clean
+.PHONY: deps build test test-tsan run clean
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
 deps:
@@ -31,6 +31,10 @@ build: deps
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag
 	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
+
+## test-tsan: the whole suite under ThreadSanitizer (optimised; its own build folder).
+test-tsan: deps
+	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --sanitize=thread --scratch-path .build-tsan
 
 $(RUN_MODEL): | build
 	@mkdir -p $(dir $(RUN_MODEL))
