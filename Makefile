@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 # Debian packages the build and the tests need.
-DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-config
+DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-config sox
 REFERENCE ?= ../shared/reference
 # Model used by `make run`: the official checkpoint imported from the reference folder (never committed).
 RUN_MODEL ?= .build/models/mn04_as.safetensors
@@ -40,9 +40,12 @@ $(RUN_MODEL): | build
 	@mkdir -p $(dir $(RUN_MODEL))
 	$(BIN) import $(REFERENCE)/efficientat/mn04_as_mAP_432.pt -o $(RUN_MODEL)
 
-## run: tag the reference recordings with the imported mn04_as model.
+## run: tag the reference recordings with the imported mn04_as model, then stream them through `eartag listen`.
 run: build $(RUN_MODEL)
 	EARTAG_MODEL=$(RUN_MODEL) $(BIN) tag $(REFERENCE)/audio/*.wav
+	@echo "--- live: the four recordings, one after another, piped through eartag listen --stdin (5 s windows)"
+	for f in $(REFERENCE)/audio/*.wav; do sox -q "$$f" -t raw -r 32000 -e signed -b 16 -c 1 -; done | \
+	  EARTAG_MODEL=$(RUN_MODEL) $(BIN) listen --stdin --window 5 --hop 1
 
 clean:
 	rm -rf .build
