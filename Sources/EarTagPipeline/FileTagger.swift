@@ -28,10 +28,13 @@ public struct TaggingResult: Sendable {
     }
 
     /// Class indices ordered by descending score (ties by index), at most `count`.
-    public func topIndices(_ count: Int) -> [Int] {
-        let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
-        return Array(order.prefix(max(0, count)))
-    }
+    public func topIndices(_ count: Int) -> [Int] { topClassIndices(scores, count) }
+}
+
+/// Class indices ordered by descending score (ties by lower index first), at most `count`.
+public func topClassIndices(_ scores: [Float], _ count: Int) -> [Int] {
+    let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
+    return Array(order.prefix(max(0, count)))
 }
 
 /// Errors of the file tagger that are not the decoder's, frontend's or engine's own.

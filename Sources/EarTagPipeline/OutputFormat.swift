@@ -57,10 +57,7 @@ public struct ResultPrinter {
     private func renderJSON(_ r: TaggingResult) -> String {
         var s = "{\"file\":\(jsonString(r.file)),\"duration_s\":\(jsonNumber(r.durationSeconds)),"
         s += "\"model\":\(jsonString(modelName)),\"top\":["
-        s += r.topIndices(top).map { i in
-            "{\"label\":\(jsonString(labels[i].displayName)),\"index\":\(i),"
-                + "\"mid\":\(jsonString(labels[i].mid)),\"score\":\(jsonNumber(r.scores[i]))}"
-        }.joined(separator: ",")
+        s += r.topIndices(top).map { jsonTopEntry(labels[$0], score: r.scores[$0]) }.joined(separator: ",")
         s += "]"
         if allScores { s += ",\"scores\":[" + r.scores.map { jsonNumber($0) }.joined(separator: ",") + "]" }
         if embedding {
@@ -68,6 +65,12 @@ public struct ResultPrinter {
         }
         return s + "}"
     }
+}
+
+/// `{"label":...,"index":...,"mid":...,"score":...}` for one class of a `top` list.
+func jsonTopEntry(_ label: Label, score: Float) -> String {
+    "{\"label\":\(jsonString(label.displayName)),\"index\":\(label.index),\"mid\":\(jsonString(label.mid)),"
+        + "\"score\":\(jsonNumber(score))}"
 }
 
 /// A JSON string literal with the escapes RFC 8259 requires.

@@ -37,19 +37,13 @@ public struct StreamRecordPrinter {
         }
     }
 
-    /// Class indices by descending score (ties by index), at most `count`.
-    static func topIndices(_ scores: [Float], _ count: Int) -> [Int] {
-        let order = scores.indices.sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
-        return Array(order.prefix(max(0, count)))
-    }
-
     /// `[   12.000 s] start Speech (0.812)` style lines.
     private func renderText(_ r: StreamRecord) -> String {
         switch r {
         case let .window(start, end, scores, level, skipped):
             let head = "[\(seconds(start))-\(seconds(end)) s] window"
             if skipped { return head + " skipped (level \(String(format: "%.1f", level)) dBFS)" }
-            var s = head + " " + Self.topIndices(scores, top).map {
+            var s = head + " " + topClassIndices(scores, top).map {
                 "\(labels[$0].displayName): \(String(format: "%.3f", scores[$0]))"
             }.joined(separator: ", ")
             if allScores { s += " | all: " + scores.map { String(format: "%.4f", $0) }.joined(separator: " ") }
@@ -69,10 +63,8 @@ public struct StreamRecordPrinter {
             var s = "{\"type\":\"window\"," + (file.map { "\"file\":\(jsonString($0))," } ?? "") + "\"start_s\":\(jsonNumber(start)),\"end_s\":\(jsonNumber(end)),"
             s += "\"level_dbfs\":\(jsonNumber((level * 10).rounded() / 10)),\"skipped\":\(skipped),\"top\":["
             if !skipped {
-                s += Self.topIndices(scores, top).map { i in
-                    "{\"label\":\(jsonString(labels[i].displayName)),\"index\":\(i),"
-                        + "\"mid\":\(jsonString(labels[i].mid)),\"score\":\(jsonNumber(scores[i]))}"
-                }.joined(separator: ",")
+                s += topClassIndices(scores, top).map { jsonTopEntry(labels[$0], score: scores[$0]) }
+                    .joined(separator: ",")
             }
             s += "]"
             if allScores && !skipped { s += ",\"scores\":[" + scores.map { jsonNumber($0) }.joined(separator: ",") + "]" }
