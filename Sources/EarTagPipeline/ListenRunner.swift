@@ -2,6 +2,7 @@
 import Foundation
 import Atomics
 import EarTagAudio
+import EarTagFrontend
 import EarTagEvents
 import EarTagModel
 
@@ -186,15 +187,22 @@ final class ErrorBox: @unchecked Sendable {
 }
 
 /// `eartag tag --window W --hop H`: the per-window records of one file through the live pipeline's processor.
+/// With `plotPath`, also writes an SVG of the file's spectrogram and its top labels' window scores.
 public func tagWindows(path: String, model: FloatModel, settings: StreamSettings, printer: StreamRecordPrinter,
-                       maxDurationSeconds: Double, out: LineWriter) throws {
+                       maxDurationSeconds: Double, out: LineWriter, plotPath: String? = nil) throws {
     var s = settings
     s.printWindows = true
     s.printEvents = false
     var filePrinter = printer
     filePrinter.file = path
     let audio = try loadAudio(path: path, targetRate: model.frontend.sampleRate, maxDurationSeconds: maxDurationSeconds)
-    let processor = try StreamProcessor(model: model, settings: s, events: nil) { out.write(filePrinter.render($0)) }
+    var plotted: [(start: Double, end: Double, scores: [Float])] = []
+    let processor = try StreamProcessor(model: model, settings: s, events: nil) { record in
+        out.write(filePrinter.render(record))
+        if plotPath != nil, case let .window(start, end, scores, _, skipped) = record, !skipped {
+            plotted.append((start, end, scores))
+        }
+    }
     if printer.format == .text { out.write("# \(path) (\(String(format: "%.2f", audio.durationSeconds)) s)\n") }
     audio.samples.withUnsafeBufferPointer { all in
         var offset = 0
@@ -206,6 +214,18 @@ public func tagWindows(path: String, model: FloatModel, settings: StreamSettings
     }
     processor.finish()
     if printer.format == .text { out.write("\n") }
+    if let plotPath {
+        let mel = try LogMelFrontend(settings: model.frontend).compute(audio.samples)
+        let plot = SpectrogramPlot(mel: mel.data, bins: mel.bins, frames: mel.frames,
+                                   frameSeconds: Double(model.frontend.hopLength) / Double(model.frontend.sampleRate),
+                                   windows: plotted, labels: model.labels, top: printer.top,
+                                   title: "\(path): top labels per \(settings.windowSeconds) s window")
+        do {
+            try plot.svg().write(toFile: plotPath, atomically: true, encoding: .utf8)
+        } catch {
+            throw StreamSettingsError(description: "\(plotPath): cannot write the plot (\(error.localizedDescription))")
+        }
+    }
 }
 
 /// The ring is where sources deliver samples.

@@ -70,6 +70,8 @@ struct Tag: ParsableCommand {
     var maxDuration: Double = 600
     @Option(help: "Per-window results: window length in seconds (as `eartag listen`).") var window: Double?
     @Option(help: "Per-window results: hop between windows in seconds (default 1 with --window).") var hop: Double?
+    @Option(help: "With --window: write an SVG of the spectrogram and the top labels' scores over time (one file).")
+    var plot: String?
     @Argument(help: "Audio files.") var files: [String]
 
     func validate() throws {
@@ -77,11 +79,14 @@ struct Tag: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard maxDuration > 0 else { throw ValidationError("--max-duration must be positive") }
         guard !files.isEmpty else { throw ValidationError("give at least one audio file") }
+        if plot != nil {
+            guard files.count == 1 else { throw ValidationError("--plot takes exactly one audio file") }
+        }
     }
 
     func run() throws {
         let model = try modelOptions.load()
-        if window != nil || hop != nil { return try runWindows(model) }
+        if window != nil || hop != nil || plot != nil { return try runWindows(model) }
         let tagger = try fail { try FileTagger(model: model, threads: threads, maxDurationSeconds: maxDuration) }
         let printer = ResultPrinter(format: format, top: top, allScores: allScores, embedding: embedding,
                                     labels: model.labels, modelName: model.name)
@@ -109,7 +114,7 @@ struct Tag: ParsableCommand {
         for file in files {
             do {
                 try tagWindows(path: file, model: model, settings: settings, printer: printer,
-                               maxDurationSeconds: maxDuration, out: out)
+                               maxDurationSeconds: maxDuration, out: out, plotPath: plot)
             } catch {
                 printError(oneLine(error))
                 failures += 1

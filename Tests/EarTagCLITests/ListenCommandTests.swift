@@ -1,5 +1,8 @@
 // `eartag listen` through the binary: streaming equals batch, real libasound via the file plugin, faults.
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import XCTest
 import EarTagAudio
 import EarTagTestSupport
@@ -179,6 +182,26 @@ final class ListenCommandTests: CLITestCase {
         try "Speech,0.5\nNot a label,0.2\n".write(toFile: thresholds, atomically: true, encoding: .utf8)
         assertOneLineError(try run(["listen", "--model", model, speech, "--thresholds", thresholds]),
                            naming: thresholds)
+    }
+
+    /// `tag --window --plot` writes a well-formed SVG with the spectrogram image and one line per top label.
+    func testPlotWritesSpectrogramAndScoreLines() throws {
+        let model = try importedModel()
+        let dir = try makeTemporaryDirectory("eartag-plot")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let svg = dir.appendingPathComponent("metro.svg").path
+        let r = try run(["tag", "--model", model, "--window", "5", "--hop", "0.5", "--top", "3", "--plot", svg,
+                         try Reference.path("audio/metro_station-paris.wav")])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = try String(contentsOfFile: svg, encoding: .utf8)
+        XCTAssertTrue(text.hasPrefix("<svg"))
+        XCTAssertTrue(text.contains("href=\"data:image/png;base64,iVBORw0KGgo"))
+        XCTAssertEqual(text.components(separatedBy: "<polyline").count - 1, 3)
+        XCTAssertTrue(text.contains(">Train</text>"), "the metro clip's top label is drawn")
+        let parser = XMLParser(data: Data(text.utf8))
+        XCTAssertTrue(parser.parse(), "SVG is not well-formed XML: \(String(describing: parser.parserError))")
+        let two = try run(["tag", "--model", model, "--plot", svg, "a.wav", "b.wav"])
+        XCTAssertNotEqual(two.status, 0)
     }
 
     /// A stream shorter than one window is analysed once as a short window.
