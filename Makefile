@@ -6,8 +6,12 @@ DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-conf
 REFERENCE ?= ../shared/reference
 # Model used by `make run`: the official checkpoint imported from the reference folder (never committed).
 RUN_MODEL ?= .build/models/mn04_as.safetensors
-RELEASE_FLAGS := -c release
-TEST_FLAGS := -c release -Xswiftc -enable-testing
+# Build for the CPU that runs the binary, as an embedded build does for its board (`make build CPU=` for a
+# portable binary; `CPU=cortex-a72` etc. when cross-building for a board).
+CPU ?= native
+CPU_FLAGS := $(if $(CPU),-Xswiftc -target-cpu -Xswiftc $(CPU))
+RELEASE_FLAGS := -c release $(CPU_FLAGS)
+TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
 .PHONY: deps build test test-tsan run clean
@@ -25,7 +29,7 @@ deps:
 
 ## build: release build of the eartag binary.
 build: deps
-	$(SWIFT) build $(RELEASE_FLAGS) --product eartag
+	$(SWIFT) build $(TEST_FLAGS) --product eartag
 
 ## test: every test, optimised (numeric code is 10-100x slower in debug builds).
 test: deps
