@@ -112,8 +112,9 @@ build-static: deps
 
 ## deb: build/eartag_<version>_<arch>.deb from a tree staged by `make install DESTDIR=... PREFIX=/usr`.
 deb: build-static
-	rm -rf "$(DEB_STAGE)" && mkdir -p "$(DEB_STAGE)/DEBIAN"
+	rm -rf "$(DEB_STAGE)" build/eartag_*.deb && mkdir -p "$(DEB_STAGE)/DEBIAN"
 	$(MAKE) --no-print-directory install DESTDIR="$(abspath $(DEB_STAGE))" PREFIX=/usr INSTALL_BIN="$(STATIC_BIN)"
+	strip --strip-unneeded "$(DEB_STAGE)/usr/bin/eartag"
 	@if ldd "$(DEB_STAGE)/usr/bin/eartag" | grep -q '/opt/swift\|libswift\|not found'; then \
 	  ldd "$(DEB_STAGE)/usr/bin/eartag" >&2; echo "deb: the binary still needs the Swift toolchain's libraries" >&2; exit 1; fi
 	install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$(DEB_STAGE)/DEBIAN/"
