@@ -10,7 +10,7 @@ RELEASE_FLAGS := -c release
 TEST_FLAGS := -c release -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
-.PHONY: deps build test run clean install uninstall build-static deb verify-unit test-packaging
+.PHONY: deps build test run clean install uninstall build-static deb verify-unit test-packaging clean-packaging
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
 deps:
@@ -149,3 +149,7 @@ verify-unit:
 test-packaging: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag
 	EARTAG_TEST_DEB=1 $(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --filter EarTagCLITests.ServicePackagingTests
+
+## clean-packaging: the static build and the package staging area (`clean` removes .build only).
+clean-packaging:
+	rm -rf build $(STATIC_SCRATCH)
