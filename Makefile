@@ -14,7 +14,8 @@ RELEASE_FLAGS := -c release $(CPU_FLAGS)
 TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
-.PHONY: deps build test test-tsan run clean
+.PHONY: deps build test test-tsan run clean install uninstall build-static deb verify-unit test-packaging \
+        clean-packaging
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
 deps:
@@ -53,3 +54,118 @@ run: build $(RUN_MODEL)
 
 clean:
 	rm -rf .build
+
+# ---------------------------------------------------------------------------------------------------------------
+# Installation and Debian package (see docs/service.md).
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+DATADIR ?= $(PREFIX)/share/eartag
+DOCDIR ?= $(PREFIX)/share/doc/eartag
+UNITDIR ?= /lib/systemd/system
+CONFDIR ?= /etc/eartag
+# The binary `make install` copies; `make deb` passes the static-stdlib build instead.
+INSTALL_BIN ?= $(BIN)
+WEIGHTS := Weights/default.safetensors
+# The unit and the example configuration name /usr/bin and /usr/share: rewritten for the installed prefix.
+UNIT_SED := -e 's|^ExecStart=/usr/bin/eartag |ExecStart=$(BINDIR)/eartag |' \
+            -e 's| --config /etc/eartag/eartag.toml| --config $(CONFDIR)/eartag.toml|' \
+            -e 's|^Documentation=file:/usr/share/doc/eartag/|Documentation=file:$(DOCDIR)/|'
+CONF_SED := -e 's|"/usr/share/eartag/default.safetensors"|"$(DATADIR)/default.safetensors"|'
+
+## install: binary, unit, example config (kept when one exists), docs and default weights (when present).
+install:
+	@test -x "$(INSTALL_BIN)" || { echo "install: $(INSTALL_BIN) is missing: run 'make build' first" >&2; exit 1; }
+	install -D -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(BINDIR)/eartag"
+	@mkdir -p "$(DESTDIR)$(UNITDIR)"
+	sed $(UNIT_SED) systemd/eartag.service > "$(DESTDIR)$(UNITDIR)/eartag.service"
+	chmod 0644 "$(DESTDIR)$(UNITDIR)/eartag.service"
+	@mkdir -p "$(DESTDIR)$(CONFDIR)"
+	@if [ -e "$(DESTDIR)$(CONFDIR)/eartag.toml" ]; then \
+	  echo "install: keeping the existing $(DESTDIR)$(CONFDIR)/eartag.toml"; \
+	else \
+	  echo "sed ... systemd/eartag.toml > $(DESTDIR)$(CONFDIR)/eartag.toml"; \
+	  sed $(CONF_SED) systemd/eartag.toml > "$(DESTDIR)$(CONFDIR)/eartag.toml" && \
+	  chmod 0644 "$(DESTDIR)$(CONFDIR)/eartag.toml"; \
+	fi
+	install -D -m 0644 docs/service.md "$(DESTDIR)$(DOCDIR)/service.md"
+	@if [ -f "$(WEIGHTS)" ]; then \
+	  echo "install -D -m 0644 $(WEIGHTS) $(DESTDIR)$(DATADIR)/default.safetensors"; \
+	  install -D -m 0644 "$(WEIGHTS)" "$(DESTDIR)$(DATADIR)/default.safetensors"; \
+	else echo "install: no $(WEIGHTS) in this tree: default weights not installed"; fi
+
+## uninstall: removes what install put; the config only when it is still the unmodified example.
+uninstall:
+	rm -f "$(DESTDIR)$(BINDIR)/eartag" "$(DESTDIR)$(UNITDIR)/eartag.service" \
+	  "$(DESTDIR)$(DATADIR)/default.safetensors" "$(DESTDIR)$(DOCDIR)/service.md"
+	@conf="$(DESTDIR)$(CONFDIR)/eartag.toml"; \
+	if [ -e "$$conf" ]; then \
+	  if sed $(CONF_SED) systemd/eartag.toml | cmp -s - "$$conf"; then echo "rm -f $$conf"; rm -f "$$conf"; \
+	  else echo "uninstall: keeping $$conf (modified)"; fi; \
+	fi
+	@for d in "$(DESTDIR)$(DATADIR)" "$(DESTDIR)$(DOCDIR)" "$(DESTDIR)$(CONFDIR)"; do \
+	  [ ! -d "$$d" ] || rmdir --ignore-fail-on-non-empty "$$d"; done
+
+# Debian package: the binary links Swift's runtime statically, so the package needs no toolchain.
+STATIC_SCRATCH := .build-static
+STATIC_BIN := $(STATIC_SCRATCH)/release/eartag
+VERSION_BASE := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_STAMP := $(shell git log -1 --format=%cd.%h --date=format:%Y%m%d 2>/dev/null)
+DEB_VERSION ?= $(VERSION_BASE)$(if $(GIT_STAMP),+git$(GIT_STAMP))
+DEB_ARCH ?= $(shell dpkg --print-architecture 2>/dev/null)
+DEB_MAINTAINER ?= EarTag maintainers <eartag@localhost>
+DEB_STAGE := build/deb-root
+DEB := build/eartag_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+## build-static: release binary with the Swift standard library and Foundation linked in (own scratch path).
+# A package may be installed on another machine of its architecture: it targets the generic CPU unless DEB_CPU is
+# set (e.g. DEB_CPU=cortex-a72 for a Raspberry Pi 4 image).
+DEB_CPU ?=
+build-static: deps
+	$(SWIFT) build -c release $(if $(DEB_CPU),-Xswiftc -target-cpu -Xswiftc $(DEB_CPU)) --product eartag \
+	  --static-swift-stdlib --scratch-path $(STATIC_SCRATCH)
+
+## deb: build/eartag_<version>_<arch>.deb from a tree staged by `make install DESTDIR=... PREFIX=/usr`.
+deb: build-static
+	rm -rf "$(DEB_STAGE)" build/eartag_*.deb && mkdir -p "$(DEB_STAGE)/DEBIAN"
+	$(MAKE) --no-print-directory install DESTDIR="$(abspath $(DEB_STAGE))" PREFIX=/usr INSTALL_BIN="$(STATIC_BIN)"
+	strip --strip-unneeded "$(DEB_STAGE)/usr/bin/eartag"
+	@if ldd "$(DEB_STAGE)/usr/bin/eartag" | grep -q '/opt/swift\|libswift\|not found'; then \
+	  ldd "$(DEB_STAGE)/usr/bin/eartag" >&2; echo "deb: the binary still needs the Swift toolchain's libraries" >&2; exit 1; fi
+	install -m 0755 packaging/deb/postinst packaging/deb/prerm packaging/deb/postrm "$(DEB_STAGE)/DEBIAN/"
+	cd "$(DEB_STAGE)" && find etc -type f | sed 's|^|/|' | sort > DEBIAN/conffiles
+	@depends=$$(packaging/deb/depends "$(DEB_STAGE)/usr/bin/eartag") || exit 1; \
+	{ echo "Package: eartag"; \
+	  echo "Version: $(DEB_VERSION)"; \
+	  echo "Architecture: $(DEB_ARCH)"; \
+	  echo "Maintainer: $(DEB_MAINTAINER)"; \
+	  echo "Installed-Size: $$(du -sk --exclude=DEBIAN "$(DEB_STAGE)" | cut -f1)"; \
+	  echo "Depends: $$depends"; \
+	  echo "Section: sound"; \
+	  echo "Priority: optional"; \
+	  echo "Description: real-time sound tagger (EfficientAT MobileNetV3, 527 AudioSet classes)"; \
+	  echo " EarTag listens to an ALSA device, standard input or a file and reports when sounds"; \
+	  echo " start and stop. The package runs it as a sandboxed systemd service (eartag.service)"; \
+	  echo " configured by /etc/eartag/eartag.toml."; \
+	} > "$(DEB_STAGE)/DEBIAN/control"; cat "$(DEB_STAGE)/DEBIAN/control"
+	dpkg-deb --build --root-owner-group "$(DEB_STAGE)" "$(DEB)"
+
+## verify-unit: `systemd-analyze verify` and the exposure figure of the unit as `make install` writes it.
+# verify needs ExecStart= to exist: the unit is installed into a temporary root whose path is the prefix.
+verify-unit:
+	@test -x "$(INSTALL_BIN)" || { echo "verify-unit: $(INSTALL_BIN) is missing: run 'make build' first" >&2; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(MAKE) --no-print-directory -s install PREFIX="$$tmp/usr" UNITDIR="$$tmp/lib/systemd/system" CONFDIR="$$tmp/etc/eartag" >/dev/null && \
+	echo "systemd-analyze verify $$tmp/lib/systemd/system/eartag.service" && \
+	systemd-analyze verify "$$tmp/lib/systemd/system/eartag.service" && \
+	systemd-analyze security --offline=true --threshold=20 --no-pager systemd/eartag.service | tail -1
+
+## test-packaging: the service and packaging tests, including `make deb` (static build: minutes).
+test-packaging: deps
+	$(SWIFT) build $(TEST_FLAGS) --product eartag
+	EARTAG_TEST_DEB=1 $(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --filter EarTagCLITests.ServicePackagingTests
+
+## clean-packaging: the static build and the package staging area (`clean` removes .build only).
+clean-packaging:
+	rm -rf build $(STATIC_SCRATCH)
