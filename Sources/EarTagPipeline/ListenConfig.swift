@@ -74,7 +74,8 @@ public struct ListenConfigError: Error, CustomStringConvertible, Equatable {
         self.reason = reason
     }
 
-    public var description: String { "\(path):\(line): \(reason)" }
+    /// `FILE:LINE: reason`, or `FILE: reason` when no line applies (line 0).
+    public var description: String { line > 0 ? "\(path):\(line): \(reason)" : "\(path): \(reason)" }
 }
 
 /// Parses and checks `eartag listen` configuration files.
@@ -90,9 +91,12 @@ public enum ListenConfig {
 
     /// Reads and parses `path`; `labels` (the model's) checks label names when given.
     public static func load(path: String, labels: [Label]? = nil) throws -> ListenFileSettings {
-        let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ListenConfigError(path: path, line: 0, reason: "cannot read the configuration file")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ListenConfigError(path: path, line: 0, reason: "cannot read the configuration file ("
+                                    + String(cString: strerror(access(path, R_OK) == 0 ? EIO : errno)) + ")")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ListenConfigError(path: path, line: 0, reason: "the configuration file is not UTF-8 text")
         }
         return try parse(text, path: path, labels: labels)
     }

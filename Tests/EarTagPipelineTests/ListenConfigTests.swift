@@ -117,8 +117,8 @@ final class ListenConfigTests: XCTestCase {
         assertRefused("[source]\ndevice = \"default\"\nstdin = true\n", line: 2, "give only one of")
         assertRefused("[model]\nthreads = 0\n", line: 2, "threads must be in")
         assertRefused("[model]\npath = \"\"\n", line: 2, "path must not be empty")
-        assertRefused("[events]\nthreshold = \n", line: 2, "")
-        assertRefused("[events]\nthreshold = 0.3\n[events]\n", line: 3, "")
+        assertRefused("[events]\nthreshold = \n", line: 2, "expected value")
+        assertRefused("[events]\nthreshold = 0.3\n[events]\n", line: 3, "cannot redefine")
         assertRefused("events = 3\n", line: 1, "'events' must be a table")
         assertRefused("[events.extra]\nx = 1\n", line: 1, "unknown key 'extra' in [events]")
     }
