@@ -150,7 +150,7 @@ struct Listen: ParsableCommand {
         }
         let printer = StreamRecordPrinter(format: resolved.format, top: resolved.top, allScores: allScores,
                                           labels: model.labels)
-        let modelPath = resolved.restart.model ?? ProcessInfo.processInfo.environment["EARTAG_MODEL"] ?? "default"
+        let modelPath = (try? ModelLocator.resolve(resolved.restart.model)) ?? "model"
         let status = try fail {
             let runner = try ListenRunner(model: model, settings: resolved.settings, events: events, printer: printer,
                                           modelName: (modelPath as NSString).lastPathComponent)
