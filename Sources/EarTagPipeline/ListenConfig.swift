@@ -41,7 +41,7 @@ public struct ListenFileSettings: Equatable, Sendable {
     public var hold: Double?
     /// `[events] cooldown`: seconds after an end before a restart.
     public var cooldown: Double?
-    /// `[events] labels`: allow list.
+    /// `[events] labels`: allow list (an empty array reads as nil: every label).
     public var labels: [String]?
     /// `[events] exclude`: deny list.
     public var exclude: [String]?
@@ -189,7 +189,7 @@ public enum ListenConfig {
         }
         s.hold = try r.number("hold", in: 0...86_400)
         s.cooldown = try r.number("cooldown", in: 0...86_400)
-        s.labels = try r.strings("labels")
+        s.labels = try r.strings("labels").flatMap { $0.isEmpty ? nil : $0 }  // empty: every label
         s.exclude = try r.strings("exclude")
         s.thresholdsFile = try r.string("thresholds_file", nonEmpty: true).map { r.resolve($0) }
         if let labels {

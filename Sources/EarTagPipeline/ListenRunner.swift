@@ -103,7 +103,7 @@ public final class ListenRunner {
     /// Runs the source to its end; returns the exit status (0 for a normal end, a signal or a closed stdout).
     public func run(_ source: ListenSource) throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        installStopHandlers()
+        ListenRunner.installSignalHandlers()
         switch source {
         case .file(let path):
             let audio = try loadAudio(path: path, targetRate: 32000)
@@ -195,10 +195,10 @@ public final class ListenRunner {
     }
 
     /// Between hops on the processing thread: readiness, watchdog pings, status and SIGHUP reloads.
-    /// `READY=1` follows the first samples that reached the processor; `WATCHDOG=1` is sent (at most every
-    /// WatchdogSec/2) only when the processor consumed samples since the previous ping, so windows are being
-    /// analysed (gated ones included) and a stalled source or a stuck engine stops the pings.
     private func afterHop(busy: Double, sourceName: String, xruns: Int? = nil, deaf: Bool = false) {
+        // READY=1 follows the first samples that reached the processor. WATCHDOG=1 (at most every WatchdogSec/2)
+        // needs samples consumed since the previous ping: consume() analyses every window they complete (gated
+        // ones included), so a stalled source or a stuck engine stops the pings and a quiet room does not.
         service.busySeconds += busy
         if reloadRequested.exchange(false, ordering: .relaxed) { applyReload() }
         guard notifier.isEnabled else { return }
@@ -250,8 +250,9 @@ public final class ListenRunner {
         }
     }
 
-    /// Routes SIGINT and SIGTERM to `stopRequested` (once per process).
-    private func installStopHandlers() {
+    /// Routes SIGINT/SIGTERM to a clean stop and SIGHUP to a reload; idempotent, call before loading the model.
+    public static func installSignalHandlers() {
+        // Signals that arrive before the processing loop runs are acted on by its first iteration.
         ListenRunner.installOnce
     }
 

@@ -136,10 +136,10 @@ public final class StreamProcessor {
         detector?.finish(at: samplesConsumed) { handle($0) }
     }
 
-    /// Applies a reloaded event configuration between hops: events active now end at the end of the last window
-    /// analysed, then a fresh detector (empty confirmation histories, no cooldowns) takes the following windows.
-    /// Window, hop, gate and engine settings are unchanged; only `printWindows` and `printEvents` are taken.
+    /// Applies a reloaded event configuration between hops (window, hop, gate and engine stay as they are).
     public func reconfigure(events: EventConfig?, printWindows: Bool, printEvents: Bool) throws {
+        // Events active now end at the end of the last window analysed; the fresh detector starts with empty
+        // confirmation histories and no cooldowns and takes the following windows.
         let next = try events.map { try EventDetector(config: $0, numClasses: numClasses) }
         detector?.finish(at: lastWindowEnd) { handle($0) }
         detector = next

@@ -140,6 +140,7 @@ struct Listen: ParsableCommand {
     }
 
     func run() throws {
+        ListenRunner.installSignalHandlers()
         // Syntax, keys and values are checked before the model loads; label names once its labels are known.
         let early = try fail { try config.map { try ListenConfig.load(path: $0) } ?? ListenFileSettings() }
         let model = try fail { try ModelLocator.load(modelOptions.model ?? early.modelPath) }

@@ -78,6 +78,7 @@ final class ListenConfigTests: XCTestCase {
         XCTAssertEqual(try ListenConfig.parse("[source]\nstdin = true\n", path: "c.toml").stdin, true)
         XCTAssertEqual(try ListenConfig.parse("[source]\nfile = \"a.wav\"\n", path: "/x/c.toml").file, "/x/a.wav")
         XCTAssertEqual(try ListenConfig.parse("[output]\nformat = \"text\"\n", path: "c.toml").format, .text)
+        XCTAssertNil(try ListenConfig.parse("[events]\nlabels = []\n", path: "c.toml").labels, "empty: every label")
     }
 
     /// Asserts that `text` is refused with exactly `path:line: ...reason...`.
