@@ -49,37 +49,62 @@ public final class LineWriter {
 
 /// Set by SIGINT and SIGTERM: the listener stops, flushes its events and exits 0.
 let stopRequested = ManagedAtomic<Bool>(false)
+/// Set by SIGHUP: the processing thread reloads the configuration between hops.
+let reloadRequested = ManagedAtomic<Bool>(false)
+
+/// What a SIGHUP reload may change while audio keeps flowing: events and output.
+public struct LiveConfig {
+    /// The new event configuration (nil: no events).
+    public var events: EventConfig?
+    /// The new record printer (format, top, ...).
+    public var printer: StreamRecordPrinter
+    /// Print a record per window.
+    public var printWindows: Bool
+
+    /// A reloadable configuration.
+    public init(events: EventConfig?, printer: StreamRecordPrinter, printWindows: Bool) {
+        self.events = events
+        self.printer = printer
+        self.printWindows = printWindows
+    }
+}
 
 /// Runs `eartag listen` for one source until it ends, `--duration` is reached, a signal arrives or stdout closes.
 public final class ListenRunner {
     private let processor: StreamProcessor
-    private let printer: StreamRecordPrinter
+    private let printBox: PrinterBox
     private let out: LineWriter
-    private let diagnostics: (String) -> Void
+    private let diagnostics: (LogLevel, String) -> Void
+    /// Readiness, watchdog and status notifications to systemd (a no-op outside a `Type=notify` service).
+    private let notifier: SystemdNotifier
+    /// Model name shown in `STATUS=`.
+    private let modelName: String
     /// Samples the live ring dropped because processing fell behind.
     public private(set) var droppedSamples: Int64 = 0
+    /// Called on the processing thread after SIGHUP: the reloaded configuration, or an error to log (kept running).
+    public var reload: (() throws -> LiveConfig)?
+    /// Service bookkeeping of the processing loop (readiness, watchdog, status).
+    private var service = ServiceState()
 
     /// Prepares the pipeline (model, frontend, engine, events); setup errors are thrown here.
     public init(model: FloatModel, settings: StreamSettings, events: EventConfig?, printer: StreamRecordPrinter,
-                out: LineWriter = LineWriter(), diagnostics: @escaping (String) -> Void = ListenRunner.stderrLine)
-        throws {
-        self.printer = printer
+                out: LineWriter = LineWriter(), modelName: String = "model", notifier: SystemdNotifier = SystemdNotifier(),
+                diagnostics: @escaping (LogLevel, String) -> Void = { Log.write($1, level: $0) }) throws {
+        let box = PrinterBox(printer)
+        printBox = box
         self.out = out
         self.diagnostics = diagnostics
-        var emitted: ((StreamRecord) -> Void)?
-        processor = try StreamProcessor(model: model, settings: settings, events: events) { emitted?($0) }
-        emitted = { [printer, out] in out.write(printer.render($0)) }
-    }
-
-    /// Writes `eartag: MESSAGE` to standard error.
-    public static func stderrLine(_ message: String) {
-        FileHandle.standardError.write(Data("eartag: \(message)\n".utf8))
+        self.notifier = notifier
+        self.modelName = modelName
+        processor = try StreamProcessor(model: model, settings: settings, events: events) { [out] in
+            out.write(box.printer.render($0))
+        }
     }
 
     /// Runs the source to its end; returns the exit status (0 for a normal end, a signal or a closed stdout).
     public func run(_ source: ListenSource) throws -> Int32 {
         signal(SIGPIPE, SIG_IGN)
-        installStopHandlers()
+        ListenRunner.installSignalHandlers()
         switch source {
         case .file(let path):
             let audio = try loadAudio(path: path, targetRate: 32000)
@@ -88,7 +113,9 @@ public final class ListenRunner {
                 let chunk = processor.hopSamples
                 while offset < all.count, !shouldStop {
                     let n = min(chunk, all.count - offset)
+                    let began = monotonicSeconds()
                     processor.consume(UnsafeBufferPointer(rebasing: all[offset..<(offset + n)]))
+                    afterHop(busy: monotonicSeconds() - began, sourceName: path)
                     offset += n
                 }
             }
@@ -105,33 +132,39 @@ public final class ListenRunner {
                 ring.close()
             }
             thread.start()
-            pump(ring)
+            pump(ring, sourceName: "stdin")
             if failure.load(ordering: .acquiring), let m = message.get() {
                 processor.finish()
-                diagnostics(m)
+                diagnostics(.error, m)
                 return 1
             }
         case .device(let capture, let lossless):
             let ring = SampleRing(capacity: processor.windowSamples + processor.hopSamples,
                                   policy: lossless ? .lossless : .dropOldest)
             let name = capture.description
+            let deaf = ManagedAtomic<Bool>(false)
             let alsa = AlsaCapture(configuration: AlsaCaptureConfiguration(source: capture), sink: ring) {
                 [diagnostics] state, fault in
                 switch state {
-                case .deaf: diagnostics("\(name): DEAF, not capturing audio" + (fault.map { " (\($0))" } ?? "")
-                                        + "; reopening with backoff")
-                case .listening: diagnostics("\(name): listening")
+                case .deaf:
+                    deaf.store(true, ordering: .relaxed)
+                    diagnostics(.error, "\(name): DEAF, not capturing audio" + (fault.map { " (\($0))" } ?? "")
+                                + "; reopening with backoff")
+                case .listening:
+                    deaf.store(false, ordering: .relaxed)
+                    diagnostics(.info, "\(name): listening")
                 default: break
                 }
             }
             alsa.start()
-            pump(ring)
+            pump(ring, sourceName: name, xruns: { alsa.xruns }, deaf: { deaf.load(ordering: .relaxed) })
             _ = alsa.stop()
-            if alsa.xruns > 0 { diagnostics("\(name): \(alsa.xruns) overruns recovered") }
+            if alsa.xruns > 0 { diagnostics(.warning, "\(name): \(alsa.xruns) overruns recovered") }
         }
+        if stopRequested.load(ordering: .relaxed) { notifier.send("STOPPING=1") }
         processor.finish()
         if droppedSamples > 0 {
-            diagnostics("dropped \(droppedSamples) samples (\(String(format: "%.2f", Double(droppedSamples) / 32000)) s) "
+            diagnostics(.warning, "dropped \(droppedSamples) samples (\(String(format: "%.2f", Double(droppedSamples) / 32000)) s) "
                         + "because processing fell behind")
         }
         return 0
@@ -141,31 +174,98 @@ public final class ListenRunner {
     private var shouldStop: Bool { stopRequested.load(ordering: .relaxed) || out.closed || processor.isComplete }
 
     /// Moves samples from the ring to the processor until the ring ends or the run should stop.
-    private func pump(_ ring: SampleRing) {
+    private func pump(_ ring: SampleRing, sourceName: String, xruns: @escaping () -> Int? = { nil },
+                      deaf: @escaping () -> Bool = { false }) {
         var buffer = [Float](repeating: 0, count: processor.hopSamples)
         buffer.withUnsafeMutableBufferPointer { buf in
             while !shouldStop {
                 _ = ring.waitForSamples(processor.hopSamples, timeout: .milliseconds(200))
                 let r = ring.read(into: buf)
                 if r.dropped > 0 { droppedSamples += r.dropped }
-                if r.count > 0 { processor.consume(UnsafeBufferPointer(rebasing: buf[0..<r.count])) }
+                var busy = 0.0
+                if r.count > 0 {
+                    let began = monotonicSeconds()
+                    processor.consume(UnsafeBufferPointer(rebasing: buf[0..<r.count]))
+                    busy = monotonicSeconds() - began
+                }
+                afterHop(busy: busy, sourceName: sourceName, xruns: xruns(), deaf: deaf())
                 if r.isEndOfStream && r.count == 0 { break }
             }
         }
         if !ring.isClosed { ring.close() }
     }
 
-    /// Routes SIGINT and SIGTERM to `stopRequested` (once per process).
-    private func installStopHandlers() {
+    /// Between hops on the processing thread: readiness, watchdog pings, status and SIGHUP reloads.
+    private func afterHop(busy: Double, sourceName: String, xruns: Int? = nil, deaf: Bool = false) {
+        // READY=1 follows the first samples that reached the processor. WATCHDOG=1 (at most every WatchdogSec/2)
+        // needs samples consumed since the previous ping: consume() analyses every window they complete (gated
+        // ones included), so a stalled source or a stuck engine stops the pings and a quiet room does not.
+        service.busySeconds += busy
+        if reloadRequested.exchange(false, ordering: .relaxed) { applyReload() }
+        guard notifier.isEnabled else { return }
+        let now = monotonicSeconds()
+        let consumed = processor.samplesConsumed
+        var statusDue = now - service.lastStatus >= 1 || deaf != service.deaf
+        if !service.ready && consumed > 0 {
+            service.ready = true
+            notifier.send("READY=1")
+            service.lastPing = now
+            service.pingedAt = consumed
+            statusDue = true
+        }
+        if let interval = notifier.watchdogInterval, service.ready, consumed > service.pingedAt,
+           now - service.lastPing >= interval {
+            notifier.send("WATCHDOG=1")
+            service.lastPing = now
+            service.pingedAt = consumed
+        }
+        if statusDue && service.ready {
+            service.lastStatus = now
+            service.deaf = deaf
+            let audioSeconds = Double(consumed) / 32000
+            let rtf = audioSeconds > 0 ? service.busySeconds / audioSeconds : 0
+            var status = "STATUS=\(deaf ? "DEAF" : "listening"): \(sourceName), model \(modelName), "
+                + "\(processor.windowsProcessed) windows, \(droppedSamples) samples dropped"
+            if let xruns { status += ", \(xruns) xruns" }
+            status += ", real-time factor \(String(format: "%.3f", rtf))"
+            notifier.send(status)
+        }
+    }
+
+    /// Applies a SIGHUP reload on the processing thread, or logs why the running configuration is kept.
+    private func applyReload() {
+        guard let reload else {
+            diagnostics(.warning, "SIGHUP ignored: no configuration file (--config) to reload")
+            return
+        }
+        do {
+            let live = try reload()
+            try processor.reconfigure(events: live.events, printWindows: live.printWindows,
+                                      printEvents: processor.settings.printEvents)
+            printBox.printer = live.printer
+            diagnostics(.info, "configuration reloaded at \(String(format: "%.3f", Double(processor.lastWindowEnd) / 32000)) s "
+                        + "of stream time (active events ended there)")
+        } catch {
+            diagnostics(.error, "reload failed, keeping the running configuration: "
+                        + String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " "))
+        }
+    }
+
+    /// Routes SIGINT/SIGTERM to a clean stop and SIGHUP to a reload; idempotent, call before loading the model.
+    public static func installSignalHandlers() {
+        // Signals that arrive before the processing loop runs are acted on by its first iteration.
         ListenRunner.installOnce
     }
 
     /// Installs the signal handlers the first time it is read.
     private static let installOnce: Void = {
-        for sig in [SIGINT, SIGTERM] {
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            source.setEventHandler { stopRequested.store(true, ordering: .relaxed) }
+            source.setEventHandler {
+                if sig == SIGHUP { reloadRequested.store(true, ordering: .relaxed) }
+                else { stopRequested.store(true, ordering: .relaxed) }
+            }
             source.resume()
             signalSources.append(source)
         }
@@ -174,6 +274,38 @@ public final class ListenRunner {
 
 /// Keeps the signal sources alive for the life of the process.
 nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
+
+/// The printer in use; replaced by a reload, read by the emit closure (both on the processing thread).
+final class PrinterBox {
+    /// The current printer.
+    var printer: StreamRecordPrinter
+
+    /// A box holding `printer`.
+    init(_ printer: StreamRecordPrinter) { self.printer = printer }
+}
+
+/// Readiness, watchdog and status bookkeeping of the processing loop.
+struct ServiceState {
+    /// `READY=1` was sent.
+    var ready = false
+    /// Monotonic time of the last `WATCHDOG=1` (or of readiness).
+    var lastPing = 0.0
+    /// Samples consumed at the last ping.
+    var pingedAt: Int64 = 0
+    /// Monotonic time of the last `STATUS=`.
+    var lastStatus = -1e9
+    /// Capture was deaf at the last status.
+    var deaf = false
+    /// Seconds spent in the processor (for the real-time factor).
+    var busySeconds = 0.0
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
 
 /// A message handed from the source thread to the processing thread.
 final class ErrorBox: @unchecked Sendable {

@@ -35,13 +35,14 @@ public struct StreamSettingsError: Error, CustomStringConvertible {
 
 /// Consumes 32 kHz mono samples and produces window and event records, without allocating per hop.
 public final class StreamProcessor {
-    public let settings: StreamSettings
+    public private(set) var settings: StreamSettings
     public let windowSamples: Int
     public let hopSamples: Int
     private let sampleRate: Int
     private let frontend: StreamingLogMel
     private let engine: FloatEngine
-    private let detector: EventDetector?
+    private var detector: EventDetector?
+    private let numClasses: Int
     private let emit: (StreamRecord) -> Void
     private var mel: [Float]
     private var logits: [Float]
@@ -59,6 +60,8 @@ public final class StreamProcessor {
     /// Largest number of samples the `--duration` limit allows, or nil.
     private let sampleLimit: Int64?
     private var emittedWindow = false
+    /// End (in samples) of the last window analysed.
+    public private(set) var lastWindowEnd: Int64 = 0
 
     /// Validates the settings and prepares frontend, engine and detector for the model.
     public init(model: FloatModel, settings: StreamSettings, events: EventConfig?,
@@ -87,6 +90,7 @@ public final class StreamProcessor {
         sampleLimit = settings.durationSeconds.map { Int64(($0 * rate).rounded()) }
         frontend = try StreamingLogMel(settings: model.frontend, windowSamples: w, hopSamples: h)
         engine = try FloatEngine(model: model, maxFrames: frontend.framesPerWindow, threads: settings.threads)
+        numClasses = model.architecture.numClasses
         detector = try events.map { try EventDetector(config: $0, numClasses: model.architecture.numClasses) }
         self.emit = emit
         mel = [Float](repeating: 0, count: model.frontend.nMels * frontend.framesPerWindow)
@@ -132,6 +136,17 @@ public final class StreamProcessor {
         detector?.finish(at: samplesConsumed) { handle($0) }
     }
 
+    /// Applies a reloaded event configuration between hops (window, hop, gate and engine stay as they are).
+    public func reconfigure(events: EventConfig?, printWindows: Bool, printEvents: Bool) throws {
+        // Events active now end at the end of the last window analysed; the fresh detector starts with empty
+        // confirmation histories and no cooldowns and takes the following windows.
+        let next = try events.map { try EventDetector(config: $0, numClasses: numClasses) }
+        detector?.finish(at: lastWindowEnd) { handle($0) }
+        detector = next
+        settings.printWindows = printWindows
+        settings.printEvents = printEvents
+    }
+
     /// Runs every full window the frontend has ready.
     private func analyseAvailableWindows() {
         while true {
@@ -144,6 +159,7 @@ public final class StreamProcessor {
     /// Gates, runs the engine on the mel in `mel`, updates events and emits records for one window.
     private func analyse(start: Int64, end: Int64, frames: Int) {
         emittedWindow = true
+        lastWindowEnd = end
         windowsProcessed += 1
         let dbfs = level.windowDBFS(start: start, end: end)
         let skipped = settings.minDBFS.map { dbfs < $0 } ?? false

@@ -25,9 +25,9 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// Prints `eartag: MESSAGE` on stderr.
+/// Prints `eartag: MESSAGE` on stderr (`<3>MESSAGE` when stderr is the journal).
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data("eartag: \(message)\n".utf8))
+    Log.error(message)
 }
 
 /// Runs `body`, turning any error into a one-line message and exit status 1.

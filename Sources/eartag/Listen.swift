@@ -9,9 +9,13 @@ import EarTagPipeline
 /// `eartag listen`: continuous tagging with start/end events.
 struct Listen: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Listen continuously (ALSA device, stdin or a file) and print start/end events as sounds are heard.")
+        abstract: "Listen continuously (ALSA device, stdin or a file) and print start/end events as sounds are heard.",
+        discussion: "Settings come from the command line, then --config FILE (TOML), then the defaults. "
+            + "SIGHUP reloads the file's [events] and [output] settings without dropping audio.")
 
     @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "TOML configuration file ([source], [model], [window], [events], [output]); flags override it.")
+    var config: String?
     @Argument(help: "An audio file to process as fast as it decodes (instead of --device or --stdin).")
     var file: String?
     @Option(help: "ALSA capture device (see `eartag devices`).") var device: String?
@@ -21,34 +25,34 @@ struct Listen: ParsableCommand {
     var losslessCapture = false
     @Flag(help: "Read audio from standard input: raw PCM (--rate, --channels, --sample-format) or a WAV stream.")
     var stdin = false
-    @Option(help: "Raw stdin sample rate in Hz.") var rate: Int = 32000
-    @Option(help: "Raw stdin channel count.") var channels: Int = 1
-    @Option(help: "Raw stdin sample format: s16le, s32le, f32le.") var sampleFormat: String = "s16le"
-    @Option(help: "Window length in seconds (the models were trained on 10 s).") var window: Double = 10
-    @Option(help: "Hop between windows in seconds (a multiple of 0.01).") var hop: Double = 1
-    @Option(help: "Default on threshold for a label to start.") var threshold: Float = EventConfig.defaultOn
+    @Option(help: "Raw stdin sample rate in Hz (default 32000).") var rate: Int?
+    @Option(help: "Raw stdin channel count (default 1).") var channels: Int?
+    @Option(help: "Raw stdin sample format: s16le, s32le, f32le (default s16le).") var sampleFormat: String?
+    @Option(help: "Window length in seconds (default 10, what the models were trained on).") var window: Double?
+    @Option(help: "Hop between windows in seconds, a multiple of 0.01 (default 1).") var hop: Double?
+    @Option(help: "Default on threshold for a label to start (default \(EventConfig.defaultOn)).") var threshold: Float?
     @Option(help: "Default off threshold (default 0.75 x --threshold).") var offThreshold: Float?
     @Option(help: "Per-label thresholds file: lines `LABEL,ON[,OFF]`.") var thresholds: String?
     @Option(help: "Only these labels (display names or mids, comma-separated; repeatable).") var labels: [String] = []
     @Option(help: "Never these labels (display names or mids, comma-separated; repeatable).") var exclude: [String] = []
-    @Option(help: "Confirmation: a label starts when K of its last N windows reach the threshold, as K/N.")
-    var confirm: String = "\(EventConfig.defaultConfirmHits)/\(EventConfig.defaultConfirmWindows)"
-    @Option(help: "Seconds a label must stay below its off threshold before it ends.")
-    var hold: Double = EventConfig.defaultHold
-    @Option(help: "Seconds after an end before the same label may start again.")
-    var cooldown: Double = EventConfig.defaultCooldown
-    @Flag(help: "Also print a record for every window.") var windows = false
+    @Option(help: "Confirmation: a label starts when K of its last N windows reach the threshold, as K/N (default \(EventConfig.defaultConfirmHits)/\(EventConfig.defaultConfirmWindows)).")
+    var confirm: String?
+    @Option(help: "Seconds a label must stay below its off threshold before it ends (default \(EventConfig.defaultHold)).")
+    var hold: Double?
+    @Option(help: "Seconds after an end before the same label may start again (default \(EventConfig.defaultCooldown)).")
+    var cooldown: Double?
+    @Flag(inversion: .prefixedNo, help: "Also print a record for every window.") var windows: Bool?
     @Flag(help: "With --windows, include every class score.") var allScores = false
-    @Option(help: "Labels per window record.") var top: Int = 5
-    @Option(help: "Output format: text or jsonl (flushed per line).") var format: OutputFormat = .text
+    @Option(help: "Labels per window record (default 5).") var top: Int?
+    @Option(help: "Output format: text or jsonl, flushed per line (default text).") var format: OutputFormat?
     @Option(help: "Stop after this many seconds of audio.") var duration: Double?
     @Option(parsing: .unconditional, help: "Skip inference on windows quieter than this level (dBFS), e.g. -60.")
     var minDbfs: Double?
-    @Option(help: "Threads for the engine.") var threads: Int = 1
+    @Option(help: "Threads for the engine (default 1).") var threads: Int?
 
-    /// The parsed `--confirm K/N`.
-    var confirmation: (Int, Int)? {
-        let parts = confirm.split(separator: "/")
+    /// `K/N` parsed, or nil when malformed.
+    static func parseConfirm(_ text: String) -> (Int, Int)? {
+        let parts = text.split(separator: "/")
         guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else { return nil }
         return (k, n)
     }
@@ -56,51 +60,116 @@ struct Listen: ParsableCommand {
     func validate() throws {
         let sources = (file != nil ? 1 : 0) + (device != nil ? 1 : 0) + (stdin ? 1 : 0)
         guard sources <= 1 else { throw ValidationError("give only one of FILE, --device, --stdin") }
-        guard confirmation != nil else { throw ValidationError("--confirm must be K/N, e.g. 2/3 (got '\(confirm)')") }
-        guard top >= 1 else { throw ValidationError("--top must be at least 1") }
-        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        _ = try PCMSampleFormat.parse(sampleFormat, name: "--sample-format")
+        if let confirm, Self.parseConfirm(confirm) == nil {
+            throw ValidationError("--confirm must be K/N, e.g. 2/3 (got '\(confirm)')")
+        }
+        if let top { guard top >= 1 else { throw ValidationError("--top must be at least 1") } }
+        if let threads { guard threads >= 1 else { throw ValidationError("--threads must be at least 1") } }
+        if let sampleFormat { _ = try PCMSampleFormat.parse(sampleFormat, name: "--sample-format") }
+    }
+
+    /// The settings a running listener cannot change (a reload that changes them needs a restart).
+    struct RestartKeys: Equatable {
+        var source: String
+        var model: String?
+        var window: Double
+        var hop: Double
+        var minDBFS: Double?
+        var threads: Int
+    }
+
+    /// Command line over configuration file over defaults.
+    struct Resolved {
+        var source: ListenSource
+        var restart: RestartKeys
+        var settings: StreamSettings
+        var events: EventOptions
+        var format: OutputFormat
+        var windows: Bool
+        var top: Int
+    }
+
+    /// Merges the flags with the file's settings (a flag given explicitly wins).
+    func resolve(_ f: ListenFileSettings) throws -> Resolved {
+        let source: ListenSource
+        let sourceName: String
+        let commandLineSource = file != nil || device != nil || stdin
+        let fileSource = commandLineSource ? nil : f.file.flatMap { $0.isEmpty ? nil : $0 }
+        let rawFormat = PCMStreamFormat(
+            sampleRate: rate ?? f.rate ?? 32000, channels: channels ?? f.channels ?? 1,
+            sampleFormat: try PCMSampleFormat.parse(sampleFormat ?? f.sampleFormat ?? "s16le", name: "--sample-format"))
+        if let path = file ?? fileSource {
+            source = .file(path)
+            sourceName = "file \(path)"
+        } else if stdin || (!commandLineSource && f.stdin == true) {
+            source = .stdin(rawFormat)
+            sourceName = "stdin \(rawFormat.sampleRate) Hz \(rawFormat.channels) ch \(rawFormat.sampleFormat.rawValue)"
+        } else {
+            let name = device ?? (commandLineSource ? nil : f.device) ?? "default"
+            if let alsaConfig {
+                let text: String
+                do { text = try String(contentsOfFile: alsaConfig, encoding: .utf8) } catch {
+                    throw StreamSettingsError(description: "\(alsaConfig): cannot read the ALSA configuration file")
+                }
+                source = .device(.configuration(text: text, pcm: name), lossless: losslessCapture)
+            } else {
+                source = .device(.device(name), lossless: losslessCapture)
+            }
+            sourceName = "device \(name)"
+        }
+        var settings = StreamSettings()
+        settings.windowSeconds = window ?? f.window ?? 10
+        settings.hopSeconds = hop ?? f.hop ?? 1
+        settings.minDBFS = minDbfs ?? f.minDBFS
+        settings.durationSeconds = duration
+        settings.printWindows = windows ?? f.windows ?? false
+        settings.threads = threads ?? f.threads ?? 1
+        let (k, n) = confirm.flatMap(Self.parseConfirm)
+            ?? (f.confirmHits ?? EventConfig.defaultConfirmHits, f.confirmWindows ?? EventConfig.defaultConfirmWindows)
+        let events = EventOptions(
+            labels: labels.isEmpty ? f.labels : try labels.flatMap { try LabelSelector.splitList($0) },
+            exclude: exclude.isEmpty ? (f.exclude ?? []) : try exclude.flatMap { try LabelSelector.splitList($0) },
+            thresholdFile: thresholds ?? f.thresholdsFile, on: threshold ?? f.threshold ?? EventConfig.defaultOn,
+            off: offThreshold ?? (threshold == nil ? f.offThreshold : nil), confirmHits: k, confirmWindows: n,
+            hold: hold ?? f.hold ?? EventConfig.defaultHold, cooldown: cooldown ?? f.cooldown ?? EventConfig.defaultCooldown)
+        let restart = RestartKeys(source: sourceName, model: modelOptions.model ?? f.modelPath,
+                                  window: settings.windowSeconds, hop: settings.hopSeconds, minDBFS: settings.minDBFS,
+                                  threads: settings.threads)
+        return Resolved(source: source, restart: restart, settings: settings, events: events,
+                        format: format ?? f.format ?? .text, windows: settings.printWindows, top: top ?? f.top ?? 5)
     }
 
     func run() throws {
-        let model = try modelOptions.load()
-        let (k, n) = confirmation!
+        ListenRunner.installSignalHandlers()
+        // Syntax, keys and values are checked before the model loads; label names once its labels are known.
+        let early = try fail { try config.map { try ListenConfig.load(path: $0) } ?? ListenFileSettings() }
+        let model = try fail { try ModelLocator.load(modelOptions.model ?? early.modelPath) }
+        let fileSettings = try fail { try config.map { try ListenConfig.load(path: $0, labels: model.labels) } ?? early }
+        let resolved = try fail { try resolve(fileSettings) }
         let events = try fail {
-            try EventConfig(options: EventOptions(
-                labels: labels.isEmpty ? nil : try labels.flatMap { try LabelSelector.splitList($0) },
-                exclude: try exclude.flatMap { try LabelSelector.splitList($0) }, thresholdFile: thresholds,
-                on: threshold, off: offThreshold, confirmHits: k, confirmWindows: n, hold: hold, cooldown: cooldown),
-                labels: model.labels, sampleRate: model.frontend.sampleRate)
+            try EventConfig(options: resolved.events, labels: model.labels, sampleRate: model.frontend.sampleRate)
         }
-        var settings = StreamSettings()
-        settings.windowSeconds = window
-        settings.hopSeconds = hop
-        settings.minDBFS = minDbfs
-        settings.durationSeconds = duration
-        settings.printWindows = windows
-        settings.threads = threads
-        let source: ListenSource
-        if let file {
-            source = .file(file)
-        } else if stdin {
-            let format = try fail {
-                PCMStreamFormat(sampleRate: rate, channels: channels,
-                                sampleFormat: try PCMSampleFormat.parse(sampleFormat, name: "--sample-format"))
-            }
-            source = .stdin(format)
-        } else if let alsaConfig {
-            let text = try fail {
-                do { return try String(contentsOfFile: alsaConfig, encoding: .utf8) } catch {
-                    throw StreamSettingsError(description: "\(alsaConfig): cannot read the ALSA configuration file")
+        let printer = StreamRecordPrinter(format: resolved.format, top: resolved.top, allScores: allScores,
+                                          labels: model.labels)
+        let modelPath = (try? ModelLocator.resolve(resolved.restart.model)) ?? "model"
+        let status = try fail {
+            let runner = try ListenRunner(model: model, settings: resolved.settings, events: events, printer: printer,
+                                          modelName: (modelPath as NSString).lastPathComponent)
+            if let config {
+                runner.reload = {
+                    let next = try self.resolve(try ListenConfig.load(path: config, labels: model.labels))
+                    if next.restart != resolved.restart {
+                        throw StreamSettingsError(description: "\(config): source, model, window or threads changed; "
+                                                  + "these need a restart (systemctl restart eartag)")
+                    }
+                    let events = try EventConfig(options: next.events, labels: model.labels,
+                                                 sampleRate: model.frontend.sampleRate)
+                    return LiveConfig(events: events, printer: StreamRecordPrinter(
+                        format: next.format, top: next.top, allScores: self.allScores, labels: model.labels),
+                        printWindows: next.windows)
                 }
             }
-            source = .device(.configuration(text: text, pcm: device ?? "default"), lossless: losslessCapture)
-        } else {
-            source = .device(.device(device ?? "default"), lossless: losslessCapture)
-        }
-        let printer = StreamRecordPrinter(format: format, top: top, allScores: allScores, labels: model.labels)
-        let status = try fail {
-            try ListenRunner(model: model, settings: settings, events: events, printer: printer).run(source)
+            return try runner.run(resolved.source)
         }
         if status != 0 { throw ExitCode(status) }
     }
