@@ -204,6 +204,18 @@ final class ListenCommandTests: CLITestCase {
         XCTAssertNotEqual(two.status, 0)
     }
 
+    /// The shipped example configuration is accepted as it stands (flags supply the source and model).
+    func testExampleConfigurationIsAccepted() throws {
+        let model = try importedModel()
+        let example = Reference.packageRoot.appendingPathComponent("systemd/eartag.toml").path
+        let r = try run(["listen", "--config", example, "--stdin", "--model", model, "--windows"],
+                        stdin: try rawS16("speech"))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let w = windows(try records(r.stdout))
+        XCTAssertEqual(w.count, 1, "one 10 s window, as the example's [window] says")
+        XCTAssertEqual(w.first?.1 ?? 0, 10, accuracy: 0.001)
+    }
+
     /// A stream shorter than one window is analysed once as a short window.
     func testShortStreamGetsOneResult() throws {
         let model = try importedModel()
