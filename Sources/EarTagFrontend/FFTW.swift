@@ -85,18 +85,6 @@ final class FFTWBuffer<Element> {
     deinit { fftwFree(pointer) }
 }
 
-/// How much time FFTW may spend finding a fast plan.
-public enum FFTPlanning: Sendable {
-    /// `FFTW_ESTIMATE`: instant planning; the same algorithm (so the same rounding) every run, unless a MEASURE plan
-    /// of the same size was made earlier in the process, whose wisdom FFTW then reuses.
-    case estimate
-    /// `FFTW_MEASURE`: times candidate algorithms (~0.1-0.25 s per plan here); the choice, hence rounding, may vary by run.
-    case measure
-
-    /// The FFTW planner flag.
-    var flag: UInt32 { self == .estimate ? UInt32(FFTW_ESTIMATE) : UInt32(FFTW_MEASURE) }
-}
-
 /// A forward complex FFT plan of one size on split (re, im) arrays, reusable on any FFTW-aligned buffers.
 /// Destroyed on deinit. The frontend packs two real frames into one complex input (frame a as the real part,
 /// frame b as the imaginary part) and separates their spectra afterwards: half the transforms of r2c.
@@ -105,14 +93,17 @@ final class SplitComplexFFTPlan {
     let size: Int
     private let plan: fftwf_plan
 
-    /// Plans with the given buffers (MEASURE overwrites them, so plan before filling); input is preserved on execute.
+    /// Plans with the given buffers; input is preserved on execute.
+    /// Always `FFTW_ESTIMATE`: every plan of a size in the process is then the same algorithm, so every frontend
+    /// (batch and streaming) rounds identically. An `FFTW_MEASURE` plan would leave wisdom that later ESTIMATE plans
+    /// reuse, changing their rounding depending on what the process did before; it was also no faster here.
     init(size: Int, realIn: FFTWBuffer<Float>, imagIn: FFTWBuffer<Float>, realOut: FFTWBuffer<Float>,
-         imagOut: FFTWBuffer<Float>, planning: FFTPlanning) throws {
+         imagOut: FFTWBuffer<Float>) throws {
         precondition(min(realIn.count, imagIn.count, realOut.count, imagOut.count) >= size, "FFT buffers too small")
         self.size = size
         plan = try fftwPlanSplitDFT(size: size, realIn: realIn.pointer, imagIn: imagIn.pointer,
                                     realOut: realOut.pointer, imagOut: imagOut.pointer,
-                                    flags: planning.flag | UInt32(FFTW_PRESERVE_INPUT))
+                                    flags: UInt32(FFTW_ESTIMATE) | UInt32(FFTW_PRESERVE_INPUT))
     }
 
     /// Transforms (realIn, imagIn) into (realOut, imagOut), `size` values each; all FFTW-aligned like the planning buffers.

@@ -107,9 +107,9 @@ public final class LogMelFrontend {
     private let filterOffset: UnsafeMutablePointer<Int>
     private let filterWeights: UnsafeMutablePointer<Float>
 
-    /// Builds the window, the sparse mel filterbank, the FFTW plan and scratch buffers. `.estimate` (default) plans
-    /// instantly and reproducibly (see `FFTPlanning`); `.measure` costs ~0.1-0.25 s and was no faster here (x86-64).
-    public init(settings: FrontendSettings = .efficientAT, planning: FFTPlanning = .estimate) throws {
+    /// Builds the window, the sparse mel filterbank, the FFTW plan (ESTIMATE: instant and the same in every
+    /// frontend, see `SplitComplexFFTPlan`) and scratch buffers.
+    public init(settings: FrontendSettings = .efficientAT) throws {
         let s = settings
         guard s.sampleRate > 0 else { throw FrontendError.invalidSettings("sampleRate must be positive") }
         guard s.nFFT >= 4, s.nFFT % 2 == 0 else { throw FrontendError.invalidSettings("nFFT must be even and >= 4") }
@@ -145,9 +145,8 @@ public final class LogMelFrontend {
         fftIm = try FFTWBuffer(count: s.nFFT)
         outRe = try FFTWBuffer(count: s.nFFT)
         outIm = try FFTWBuffer(count: s.nFFT)
-        // MEASURE scribbles on the buffers, so plan first and zero the inputs afterwards.
-        plan = try SplitComplexFFTPlan(size: s.nFFT, realIn: fftRe, imagIn: fftIm, realOut: outRe, imagOut: outIm,
-                                       planning: planning)
+        // Plan first, then zero the inputs (a planner may use the buffers as scratch).
+        plan = try SplitComplexFFTPlan(size: s.nFFT, realIn: fftRe, imagIn: fftIm, realOut: outRe, imagOut: outIm)
         fftRe.pointer.update(repeating: 0, count: s.nFFT)
         fftIm.pointer.update(repeating: 0, count: s.nFFT)
 

@@ -79,14 +79,6 @@ final class LogMelFrontendTests: XCTestCase {
         try assertParity(wav: "golden/excerpt.wav", golden: "golden/excerpt.mel.npy", expectedFrames: 201)
     }
 
-    /// The same clip through an FFTW_MEASURE plan (possibly a different FFT algorithm) still matches the reference.
-    func testParityWithMeasurePlanner() throws {
-        let reference = try Reference.npy("golden/excerpt.mel.npy")
-        let fe = try LogMelFrontend(planning: .measure)
-        let mel = try fe.compute(waveform("golden/excerpt.wav"))
-        XCTAssertLessThanOrEqual(maxAbsDifference(mel.data, reference.data), 1e-4)
-    }
-
     /// Frontends built concurrently (FFTW planning is serialised by a lock) all work and agree.
     func testConcurrentConstruction() throws {
         let x = noise(4000, seed: 3)
@@ -94,7 +86,7 @@ final class LogMelFrontendTests: XCTestCase {
         let results = UnsafeMutableBufferPointer<Float>.allocate(capacity: 4)
         defer { results.deallocate() }
         DispatchQueue.concurrentPerform(iterations: 4) { i in
-            let fe = try? LogMelFrontend(planning: i % 2 == 0 ? .estimate : .measure)
+            let fe = try? LogMelFrontend()
             let out = (try? fe?.compute(x))??.data
             results[i] = out.map { maxAbsDifference($0, expected) } ?? .infinity
         }
@@ -330,12 +322,12 @@ final class LogMelFrontendTests: XCTestCase {
     func testInvalidSettingsAreRejected() {
         var s = FrontendSettings.efficientAT
         s.fmax = 20000
-        XCTAssertThrowsError(try LogMelFrontend(settings: s, planning: .estimate))
+        XCTAssertThrowsError(try LogMelFrontend(settings: s))
         s = .efficientAT
         s.winLength = 2048
-        XCTAssertThrowsError(try LogMelFrontend(settings: s, planning: .estimate))
+        XCTAssertThrowsError(try LogMelFrontend(settings: s))
         s = .efficientAT
         s.hopLength = 0
-        XCTAssertThrowsError(try LogMelFrontend(settings: s, planning: .estimate))
+        XCTAssertThrowsError(try LogMelFrontend(settings: s))
     }
 }
