@@ -1,0 +1,271 @@
+// Int8 kernels of the quantized engine: scalar references (the specification) and vectorized variants held
+// bit-exact to them by randomized tests. Activations are int8 asymmetric (real = scale * (q - zeroPoint)), weights
+// int8 symmetric per output channel (|w| <= 127), accumulators int32. Layouts are channels-last like the float path.
+// ref: gemmlowp doc/quantization.md ("Quantization of a matrix multiplication", zero-point folding);
+// TFLite kernels/internal/common.h MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING form) and
+// https://www.tensorflow.org/lite/performance/quantization_spec (int8 scheme).
+
+/// A real multiplier M as int32 `multiplier` and right `shift`: M ~= multiplier * 2^-(31 + shift),
+/// multiplier in [2^30, 2^31) (or 0 when M is 0 or too small to represent).
+public struct S8Multiplier: Sendable, Equatable {
+    public var multiplier: Int32
+    public var shift: Int32
+
+    public init(multiplier: Int32, shift: Int32) {
+        self.multiplier = multiplier
+        self.shift = shift
+    }
+
+    /// Decomposes a non-negative real multiplier M < 2^30 (requantization multipliers are far below 1).
+    /// ref: TFLite quantization_util.cc QuantizeMultiplier (frexp, round the mantissa to 31 bits).
+    public init(_ real: Double) {
+        precondition(real >= 0 && real.isFinite && real < 1_073_741_824, "multiplier \(real) out of range")
+        if real == 0 { self.init(multiplier: 0, shift: 0); return }
+        var e = Int(real.exponent) + 1                   // real = f * 2^e with f = significand / 2 in [0.5, 1)
+        var m = (real.significand * 1_073_741_824).rounded()  // f * 2^31
+        if m >= 2_147_483_648 { m /= 2; e += 1 }
+        if 31 - e > 62 { self.init(multiplier: 0, shift: 0); return }  // below 2^-32: rounds to 0 for any int32
+        self.init(multiplier: Int32(m), shift: Int32(-e))  // total right shift 31 + shift = 31 - e
+    }
+
+    /// The real value represented.
+    public var real: Double { Double(multiplier) * Double(sign: .plus, exponent: -31 - Int(shift), significand: 1) }
+}
+
+/// Multiplies `acc` by the real multiplier with a single rounding to nearest (ties toward +infinity):
+/// (acc * m + 2^(n-1)) >> n with n = 31 + shift. Invariant: |acc| < 2^31 and m < 2^31, so the product is below 2^62
+/// and the Int64 sum cannot overflow; the arithmetic shift floors, so adding 2^(n-1) first rounds half up.
+/// ref: TFLite common.h MultiplyByQuantizedMultiplier under TFLITE_SINGLE_ROUNDING.
+@inline(__always)
+public func s8_scale(_ acc: Int32, _ m: S8Multiplier) -> Int32 {
+    let n = Int64(31 + m.shift)
+    let p = Int64(acc) * Int64(m.multiplier) + (Int64(1) << (n - 1))
+    let r = p >> n
+    return Int32(clamping: r)
+}
+
+/// Requantizes an int32 accumulator to int8: clamp(zeroPoint + s8_scale(acc, m), lo, hi).
+/// `lo` = zeroPoint implements a fused ReLU (real 0 maps to the zero point exactly); otherwise lo = -128, hi = 127.
+@inline(__always)
+public func s8_requantize(_ acc: Int32, _ m: S8Multiplier, zeroPoint: Int32, lo: Int32 = -128, hi: Int32 = 127) -> Int8 {
+    let v = Int64(s8_scale(acc, m)) + Int64(zeroPoint)
+    return Int8(min(max(v, Int64(lo)), Int64(hi)))
+}
+
+/// Requantization parameters of one conv/linear layer: per-output-channel multipliers and the output clamp.
+public struct S8Requant: Sendable {
+    /// One multiplier per output channel: input scale * weight scale[c] / output scale.
+    public var multipliers: [S8Multiplier]
+    public var zeroPoint: Int32
+    /// Clamp bounds in the output's int8 domain (lo = zeroPoint for a fused ReLU).
+    public var lo: Int32
+    public var hi: Int32
+
+    public init(multipliers: [S8Multiplier], zeroPoint: Int32, lo: Int32, hi: Int32) {
+        self.multipliers = multipliers
+        self.zeroPoint = zeroPoint
+        self.lo = lo
+        self.hi = hi
+    }
+}
+
+/// Scalar reference int8 1x1 conv (a GEMM): acc[p][co] = bias[co] + sum_ci input[p][ci] * weights[co][ci], then
+/// requantized. The input zero point is folded into `bias` (bias = round(b / (s_in s_w)) - zp_in * sum_ci w[co][ci]),
+/// valid because a 1x1 conv has no padding. Layout: input [pixels][cin], weights [cout][cin], output [pixels][cout].
+/// Invariant: |input * weight| <= 128 * 127 = 16256, so the int32 sum cannot overflow while cin < 2^31 / 16256 - the
+/// bias (about 132 000 for a bias of magnitude up to 2^30; the model's largest cin is 960 at width 1.0).
+public func s8_conv1x1_reference(
+    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
+    weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>, cout: Int,
+    requant: S8Requant, output: UnsafeMutableBufferPointer<Int8>
+) {
+    precondition(input.count >= pixels * cin && output.count >= pixels * cout)
+    precondition(weights.count >= cout * cin && bias.count >= cout && requant.multipliers.count >= cout)
+    for p in 0..<pixels {
+        for co in 0..<cout {
+            var acc = bias[co]
+            for ci in 0..<cin { acc &+= Int32(input[p * cin + ci]) * Int32(weights[co * cin + ci]) }
+            output[p * cout + co] = s8_requantize(acc, requant.multipliers[co], zeroPoint: requant.zeroPoint,
+                                                  lo: requant.lo, hi: requant.hi)
+        }
+    }
+}
+
+/// Scalar reference int8 depthwise conv over output rows `rows`: acc = bias[c] + sum_taps w[tap][c] * (x - zp_in),
+/// taps outside the input skipped (they hold real 0 = zp_in, contributing 0), so the zero point is NOT folded into
+/// the bias. Layout: input [h][w][c], weights tap-major [k * k][c], output [ho][wo][c] (see f32_conv_out_size).
+/// Invariant: |w * (x - zp)| <= 127 * 255 = 32385; 25 taps give < 2^20, far inside int32 with any int32 bias < 2^30.
+public func s8_dwconv_reference(
+    input: UnsafeBufferPointer<Int8>, height h: Int, width w: Int, channels c: Int, inputZeroPoint: Int32,
+    weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>,
+    kernel k: Int, stride s: Int, dilation d: Int, requant: S8Requant,
+    output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
+) {
+    let pad = (k - 1) / 2 * d
+    let ho = f32_conv_out_size(h, kernel: k, stride: s, dilation: d)
+    let wo = f32_conv_out_size(w, kernel: k, stride: s, dilation: d)
+    precondition(input.count >= h * w * c && output.count >= ho * wo * c && weights.count >= c * k * k)
+    precondition(rows.lowerBound >= 0 && rows.upperBound <= ho)
+    for oy in rows {
+        for ox in 0..<wo {
+            for ch in 0..<c {
+                var acc = bias[ch]
+                for ky in 0..<k {
+                    let iy = oy * s - pad + ky * d
+                    if iy < 0 || iy >= h { continue }
+                    for kx in 0..<k {
+                        let ix = ox * s - pad + kx * d
+                        if ix < 0 || ix >= w { continue }
+                        acc &+= (Int32(input[(iy * w + ix) * c + ch]) - inputZeroPoint) * Int32(weights[(ky * k + kx) * c + ch])
+                    }
+                }
+                output[(oy * wo + ox) * c + ch] = s8_requantize(acc, requant.multipliers[ch], zeroPoint: requant.zeroPoint,
+                                                                lo: requant.lo, hi: requant.hi)
+            }
+        }
+    }
+}
+
+/// Scalar reference int8 stem: 3x3 stride-2 conv, zero padding 1, from one int8 plane [h][w] to [ho][wo][cout].
+/// Weights tap-major [9][cout]. Padding taps are skipped (zero point not folded, as in the depthwise kernel).
+/// Invariant: 9 taps of |w * (x - zp)| <= 32385 stay below 2^19.
+public func s8_stem3x3s2_reference(
+    input: UnsafeBufferPointer<Int8>, height h: Int, width w: Int, inputZeroPoint: Int32,
+    weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>, cout: Int, requant: S8Requant,
+    output: UnsafeMutableBufferPointer<Int8>
+) {
+    let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
+    precondition(input.count >= h * w && output.count >= ho * wo * cout && weights.count >= cout * 9)
+    for oy in 0..<ho {
+        for ox in 0..<wo {
+            for co in 0..<cout {
+                var acc = bias[co]
+                for ky in 0..<3 {
+                    let iy = oy * 2 - 1 + ky
+                    if iy < 0 || iy >= h { continue }
+                    for kx in 0..<3 {
+                        let ix = ox * 2 - 1 + kx
+                        if ix < 0 || ix >= w { continue }
+                        acc &+= (Int32(input[iy * w + ix]) - inputZeroPoint) * Int32(weights[(ky * 3 + kx) * cout + co])
+                    }
+                }
+                output[(oy * wo + ox) * cout + co] = s8_requantize(acc, requant.multipliers[co],
+                                                                   zeroPoint: requant.zeroPoint, lo: requant.lo, hi: requant.hi)
+            }
+        }
+    }
+}
+
+/// Parameters of an int8 residual add: out = zpOut + ((a - zpA) * multA + (b - zpB) * multB + 2^(shift-1)) >> shift.
+/// multA / 2^shift ~= scaleA / scaleOut, likewise for b. Built so max(multA, multB) < 2^22.
+public struct S8AddParams: Sendable, Equatable {
+    public var zeroPointA: Int32, multiplierA: Int32
+    public var zeroPointB: Int32, multiplierB: Int32
+    public var shift: Int32
+    public var zeroPointOut: Int32
+
+    /// Chooses the common shift so the larger rescale multiplier has 22 significant bits (shift clamped to 1...31).
+    public init(scaleA: Double, zeroPointA: Int32, scaleB: Double, zeroPointB: Int32, scaleOut: Double, zeroPointOut: Int32) {
+        let ra = scaleA / scaleOut, rb = scaleB / scaleOut
+        let top = max(ra, rb)
+        // top * 2^shift < 2^22  <=>  shift = 21 - floor(log2(top))
+        let shift = min(31, max(1, 21 - Int((top).exponent)))
+        let p = Double(sign: .plus, exponent: shift, significand: 1)
+        self.zeroPointA = zeroPointA; self.zeroPointB = zeroPointB; self.zeroPointOut = zeroPointOut
+        multiplierA = Int32(min((ra * p).rounded(), 4_194_303))
+        multiplierB = Int32(min((rb * p).rounded(), 4_194_303))
+        self.shift = Int32(shift)
+    }
+}
+
+/// Scalar reference int8 residual add (elementwise, `count` values). The rescaled sum is rounded once (half up).
+/// Invariant: |x - zp| <= 255 and multipliers < 2^22, so each product < 2^30 and their sum < 2^31: no overflow.
+public func s8_add_reference(a: UnsafeBufferPointer<Int8>, b: UnsafeBufferPointer<Int8>, count: Int,
+                             params q: S8AddParams, output: UnsafeMutableBufferPointer<Int8>) {
+    precondition(a.count >= count && b.count >= count && output.count >= count)
+    let round = Int32(1) << (q.shift - 1)
+    for i in 0..<count {
+        let s = (Int32(a[i]) - q.zeroPointA) * q.multiplierA + (Int32(b[i]) - q.zeroPointB) * q.multiplierB + round
+        output[i] = Int8(min(max((s >> q.shift) + q.zeroPointOut, -128), 127))
+    }
+}
+
+/// Scalar reference lookup table, in place: x = table[x + 128] (a 256-entry int8 -> int8 map, e.g. hardswish from
+/// the pre-activation quantization to the post-activation one). Exact by construction.
+public func s8_lut_reference(data: UnsafeMutableBufferPointer<Int8>, count: Int, table: UnsafeBufferPointer<Int8>) {
+    precondition(data.count >= count && table.count >= 256)
+    for i in 0..<count { data[i] = table[Int(data[i]) + 128] }
+}
+
+/// Builds the 256-entry table mapping int8 values of the input quantization through `f` to the output quantization,
+/// rounding to nearest (ties away from zero, Foundation `rounded()`) and clamping to int8.
+public func s8_make_lut(inputScale: Double, inputZeroPoint: Int32, outputScale: Double, outputZeroPoint: Int32,
+                        _ f: (Double) -> Double) -> [Int8] {
+    (0..<256).map { i in
+        let x = inputScale * Double(i - 128 - Int(inputZeroPoint))
+        let q = (f(x) / outputScale).rounded() + Double(outputZeroPoint)
+        return Int8(min(max(q, -128), 127))
+    }
+}
+
+/// Scalar reference per-channel int32 sums over pixels of an int8 map [pixels][c] (the global pool's numerator).
+/// Invariant: |sum| <= 128 * pixels, inside int32 for pixels < 2^24.
+public func s8_channel_sums_reference(input: UnsafeBufferPointer<Int8>, pixels: Int, channels c: Int,
+                                      sums: UnsafeMutableBufferPointer<Int32>) {
+    precondition(input.count >= pixels * c && sums.count >= c && pixels < 1 << 24)
+    for ch in 0..<c { sums[ch] = 0 }
+    for p in 0..<pixels { for ch in 0..<c { sums[ch] &+= Int32(input[p * c + ch]) } }
+}
+
+/// Scalar reference global average pool to int8: out[c] = requantize(sum[c] - pixels * zpIn) with the multiplier
+/// scaleIn / (pixels * scaleOut) (computed by the caller per run, as it depends on pixels).
+/// Invariant: |sum - pixels * zp| <= 255 * pixels < 2^31 for pixels < 2^23.
+public func s8_global_average_pool_reference(input: UnsafeBufferPointer<Int8>, pixels: Int, channels c: Int,
+                                             inputZeroPoint: Int32, multiplier: S8Multiplier, outputZeroPoint: Int32,
+                                             sums: UnsafeMutableBufferPointer<Int32>,
+                                             output: UnsafeMutableBufferPointer<Int8>) {
+    precondition(pixels < 1 << 23 && output.count >= c)
+    s8_channel_sums_reference(input: input, pixels: pixels, channels: c, sums: sums)
+    let off = Int32(pixels) * inputZeroPoint
+    for ch in 0..<c { output[ch] = s8_requantize(sums[ch] - off, multiplier, zeroPoint: outputZeroPoint) }
+}
+
+/// Scalar reference squeeze-excitation gate in Q15, in place on an int8 map [pixels][c] keeping its quantization:
+/// x = zp + ((x - zp) * gate[c] + 2^14) >> 15 with gate[c] = round(sigmoid * 2^15) in 0...32768.
+/// Invariant: |x - zp| <= 255, so the product is < 2^23; a gate <= 1 never grows |x - zp|, so no clamp is needed.
+public func s8_gate_q15_reference(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
+                                  zeroPoint: Int32, gate: UnsafeBufferPointer<Int32>) {
+    precondition(map.count >= pixels * c && gate.count >= c)
+    for p in 0..<pixels {
+        for ch in 0..<c {
+            let x = Int32(map[p * c + ch]) - zeroPoint
+            map[p * c + ch] = Int8(zeroPoint + ((x * gate[ch] + 16384) >> 15))
+        }
+    }
+}
+
+/// Scalar reference int8 dense layer with float output (the classifier's last Linear): the int32 accumulator
+/// (bias with zero point folded, as in s8_conv1x1_reference) times inputScale * weightScale[o].
+/// Invariant: as s8_conv1x1_reference (nin < ~132 000).
+public func s8_linear_dequantize_reference(input: UnsafeBufferPointer<Int8>, nin: Int,
+                                           weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>,
+                                           nout: Int, scales: UnsafeBufferPointer<Float>,
+                                           output: UnsafeMutableBufferPointer<Float>) {
+    precondition(input.count >= nin && weights.count >= nin * nout && output.count >= nout && scales.count >= nout)
+    for o in 0..<nout {
+        var acc = bias[o]
+        for i in 0..<nin { acc &+= Int32(input[i]) * Int32(weights[o * nin + i]) }
+        output[o] = Float(acc) * scales[o]
+    }
+}
+
+/// Scalar reference quantization of floats: q = clamp(round(x / scale) + zp) (rounding to nearest even via rint).
+public func s8_quantize_reference(input: UnsafeBufferPointer<Float>, count: Int, scale: Float, zeroPoint: Int32,
+                                  output: UnsafeMutableBufferPointer<Int8>) {
+    precondition(input.count >= count && output.count >= count)
+    let inv = 1 / scale
+    for i in 0..<count {
+        let q = (input[i] * inv).rounded(.toNearestOrEven) + Float(zeroPoint)
+        output[i] = Int8(min(max(q, -128), 127))
+    }
+}
