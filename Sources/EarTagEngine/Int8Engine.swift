@@ -57,6 +57,12 @@ public final class Int8Engine {
     private let sums, gate: UnsafeMutableBufferPointer<Int32>
     private let floats: UnsafeMutableBufferPointer<Float>
     private let pooled, hiddenQ: UnsafeMutableBufferPointer<Int8>
+    /// Names of the layers, for `debugCapture` (stem, per block expand/depthwise/project/add, last).
+    private let names: [[String]]
+    /// Test hook: receives each int8 tensor with its name (as the Quantizer's observation keys) and quantization.
+    var debugCapture: ((String, UnsafeBufferPointer<Int8>, Int, Double, Int32) -> Void)?
+    /// Output quantization (scale, zero point) of each captured tensor, by name.
+    private var quants: [String: (Double, Int32)] = [:]
 
     /// Prepares `model` (validated again here) with buffers for `maxFrames`.
     public init(model: QuantizedModel, maxFrames: Int, threads: Int = 1) throws {
@@ -91,17 +97,23 @@ public final class Int8Engine {
             }
             return (plan, o)
         }
+        var quants: [String: (Double, Int32)] = [:]
+        var names: [[String]] = []
         let inq = q("input")
         inputScale = Float(inq.0); inputZeroPoint = inq.1
         var (s, x) = layer("features.0", input: inq, relu: false)
         stem = s
+        quants["features.0.act"] = x
         var plans: [S8BlockPlan] = []
         for (i, b) in arch.blocks.enumerated() {
             let p = "features.\(i + 1)", relu = b.activation == .relu
             let blockInput = x
             var expand: S8LayerPlan?
-            if b.hasExpand { (s, x) = layer(p + ".expand", input: x, relu: relu); expand = s }
+            let suffix = b.activation == .hardswish ? ".act" : ".out"
+            if b.hasExpand { (s, x) = layer(p + ".expand", input: x, relu: relu); expand = s; quants[p + ".expand" + suffix] = x }
             let (dw, dq) = layer(p + ".depthwise", input: x, relu: relu)
+            quants[p + ".depthwise" + suffix] = dq
+            names.append([p + ".expand" + suffix, p + ".depthwise" + suffix, p + ".project.out", p + ".add.out"])
             x = dq
             var se: (Int, [Float], [Float], [Float], [Float])?
             if let sq = b.seChannels {
@@ -110,12 +122,14 @@ public final class Int8Engine {
             }
             let (proj, pq) = layer(p + ".project", input: x, relu: false)
             x = pq
+            quants[p + ".project.out"] = pq
             var add: S8AddParams?
             if b.hasResidual {
                 let o = q(p + ".add", "out_scale", "out_zero_point")
                 add = S8AddParams(scaleA: pq.0, zeroPointA: pq.1, scaleB: blockInput.0, zeroPointB: blockInput.1,
                                   scaleOut: o.0, zeroPointOut: o.1)
                 x = o
+                quants[p + ".add.out"] = o
             }
             plans.append(S8BlockPlan(expand: expand, depthwise: dw, kernel: b.kernel,
                                      stride: b.dilation > 1 ? 1 : b.stride, dilation: b.dilation,
@@ -124,6 +138,10 @@ public final class Int8Engine {
         blocks = plans
         let lastPlan = layer("features.\(arch.blocks.count + 1)", input: x, relu: false)
         lastConv = lastPlan.0; x = lastPlan.1
+        quants["features.\(arch.blocks.count + 1).act"] = x
+        quants["pool"] = q("pool")
+        self.quants = quants
+        self.names = names
         lastScale = Float(x.0); lastZeroPoint = x.1
         let pq = q("pool")
         poolScale = pq.0; poolZeroPoint = pq.1
@@ -209,9 +227,13 @@ public final class Int8Engine {
             }
         }
         if let t = stem.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: x, count: rows * cols * stem.cout, table: $0) } }
-        for b in blocks {
+        debug("features.0.act", x, rows * cols * stem.cout)
+        for (bi, b) in blocks.enumerated() {
             var dwIn = x
-            if let e = b.expand { pointwise(e, input: x, pixels: rows * cols, output: mapC); dwIn = mapC }
+            if let e = b.expand {
+                pointwise(e, input: x, pixels: rows * cols, output: mapC); dwIn = mapC
+                debug(names[bi][0], mapC, rows * cols * e.cout)
+            }
             let d = b.depthwise
             let orows = f32_conv_out_size(rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
             let ocols = f32_conv_out_size(cols, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
@@ -225,21 +247,26 @@ public final class Int8Engine {
             }
             let n = orows * ocols
             if let t = d.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: mapD, count: n * d.cout, table: $0) } }
+            debug(names[bi][1], mapD, n * d.cout)
             if let se = b.se { squeezeExcite(se, map: mapD, pixels: n, channels: d.cout, scale: b.seScale, zeroPoint: b.seZeroPoint) }
             pointwise(b.project, input: mapD, pixels: n, output: y)
+            debug(names[bi][2], y, n * b.project.cout)
             if let a = b.add {
                 s8_add_reference(a: UnsafeBufferPointer(y), b: UnsafeBufferPointer(x), count: n * b.project.cout,
                                  params: a, output: y)
+                debug(names[bi][3], y, n * b.project.cout)
             }
             rows = orows; cols = ocols
             swap(&x, &y)
         }
         let n = rows * cols, c = lastConv.cout
         pointwise(lastConv, input: x, pixels: n, output: y)
+        debug("features.\(blocks.count + 1).act", y, n * c)
         // Global average pool: int32 sums; the embedding is their dequantized mean, the head input their requantization.
         let m = S8Multiplier(Double(lastScale) / (Double(n) * poolScale))
         s8_global_average_pool_reference(input: UnsafeBufferPointer(y), pixels: n, channels: c, inputZeroPoint: lastZeroPoint,
                                          multiplier: m, outputZeroPoint: poolZeroPoint, sums: sums, output: pooled)
+        debug("pool", pooled, c)
         let inv = lastScale / Float(n)
         for ch in 0..<c { embedding[ch] = Float(sums[ch] - Int32(n) * lastZeroPoint) * inv }
         var headIn = pooled
@@ -252,6 +279,13 @@ public final class Int8Engine {
                 }
             }
         }
+    }
+
+    /// Hands a tensor to `debugCapture` when set.
+    @inline(__always)
+    private func debug(_ name: String, _ t: UnsafeMutableBufferPointer<Int8>, _ count: Int) {
+        guard let cap = debugCapture, let q = quants[name] else { return }
+        cap(name, UnsafeBufferPointer(rebasing: t[0..<count]), count, q.0, q.1)
     }
 
     /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gate is applied to
