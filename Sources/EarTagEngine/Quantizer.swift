@@ -95,13 +95,18 @@ public enum RangeMethod: Sendable, Equatable {
 
 /// Settings of `Quantizer`.
 public struct QuantizerOptions: Sendable {
-    public var rangeMethod: RangeMethod = .percentile(99.99)
+    public var rangeMethod: RangeMethod = .mse
     /// Values kept per tensor and calibration input (a strided subsample; exact min/max are always kept).
     public var samplesPerInput = 1 << 17
+    /// Observed tensors that always get their raw min/max range (the input mel by default: clipping its loudest
+    /// bins costs more than the finer step gains).
+    public var minMaxKeys: Set<String> = ["input"]
 
-    public init(rangeMethod: RangeMethod = .percentile(99.99), samplesPerInput: Int = 1 << 17) {
+    public init(rangeMethod: RangeMethod = .mse, samplesPerInput: Int = 1 << 17,
+                minMaxKeys: Set<String> = ["input"]) {
         self.rangeMethod = rangeMethod
         self.samplesPerInput = samplesPerInput
+        self.minMaxKeys = minMaxKeys
     }
 }
 
@@ -208,7 +213,8 @@ public enum Quantizer {
         }
         /// The activation quantization of observed tensor `key`.
         func quant(_ key: String) -> ActivationQuant {
-            let r = observer.range(key, options.rangeMethod)
+            let method = options.minMaxKeys.contains(key) ? .minMax : options.rangeMethod
+            let r = observer.range(key, method)
             return ActivationQuant(lo: r.lo, hi: r.hi)
         }
         /// Quantizes layer `name` reading input quantization `input`; returns its output quantization.
