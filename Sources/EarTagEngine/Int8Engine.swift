@@ -4,6 +4,7 @@
 // the scheme follows gemmlowp doc/quantization.md and the TFLite int8 quantization spec.
 import EarTagKernels
 import EarTagModel
+import Foundation
 
 /// One int8 conv/linear layer ready to run: weights, biases, requantization and the optional hardswish table.
 struct S8LayerPlan {
@@ -15,6 +16,8 @@ struct S8LayerPlan {
     var inputZeroPoint: Int32
     /// Hardswish lookup table (pre-activation -> post-activation quantization), or nil.
     var lut: [Int8]?
+    /// 1x1 weights packed for `s8_conv1x1_simd16x4` (empty for other layers).
+    var packed: [Int16] = []
 }
 
 /// One inverted residual block of the int8 engine.
@@ -64,8 +67,14 @@ public final class Int8Engine {
     /// Output quantization (scale, zero point) of each captured tensor, by name.
     private var quants: [String: (Double, Int32)] = [:]
 
+    /// True when the scalar reference kernels run instead of the vectorized ones (`EARTAG_KERNELS=reference`).
+    public let usesReferenceKernels: Bool
+
     /// Prepares `model` (validated again here) with buffers for `maxFrames`.
-    public init(model: QuantizedModel, maxFrames: Int, threads: Int = 1) throws {
+    /// `referenceKernels` (default: environment `EARTAG_KERNELS=reference`) selects the scalar reference kernels.
+    public init(model: QuantizedModel, maxFrames: Int, threads: Int = 1,
+                referenceKernels: Bool = ProcessInfo.processInfo.environment["EARTAG_KERNELS"] == "reference") throws {
+        usesReferenceKernels = referenceKernels
         precondition(maxFrames >= 1, "maxFrames must be at least 1")
         try model.validate(path: "<int8 model \(model.name)>")
         let arch = model.architecture
@@ -91,6 +100,12 @@ public final class Int8Engine {
             var plan = S8LayerPlan(cin: cin, cout: cout, weights: w, bias: model.int32(name + ".bias"),
                                    requant: S8Requant(multipliers: mults, zeroPoint: o.1, lo: relu ? o.1 : -128, hi: 127),
                                    inputZeroPoint: input.1, lut: nil)
+            if !tapMajor {
+                plan.packed = [Int16](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+                w.withUnsafeBufferPointer { wi in
+                    plan.packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
+                }
+            }
             if model.tensors[name + ".act_lut"] != nil {
                 plan.lut = model.int8(name + ".act_lut")
                 return (plan, q(name, "act_scale", "act_zero_point"))
@@ -200,10 +215,19 @@ public final class Int8Engine {
     @inline(__always)
     private func pointwise(_ l: S8LayerPlan, input: UnsafeMutableBufferPointer<Int8>, pixels: Int,
                            output: UnsafeMutableBufferPointer<Int8>) {
-        l.weights.withUnsafeBufferPointer { w in
-            l.bias.withUnsafeBufferPointer { b in
-                s8_conv1x1_reference(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, weights: w, bias: b,
-                                     cout: l.cout, requant: l.requant, output: output)
+        if usesReferenceKernels {
+            l.weights.withUnsafeBufferPointer { w in
+                l.bias.withUnsafeBufferPointer { b in
+                    s8_conv1x1_reference(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, weights: w, bias: b,
+                                         cout: l.cout, requant: l.requant, output: output)
+                }
+            }
+        } else {
+            l.packed.withUnsafeBufferPointer { w in
+                l.bias.withUnsafeBufferPointer { b in
+                    s8_conv1x1_simd16x4(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w, bias: b,
+                                        cout: l.cout, requant: l.requant, output: output)
+                }
             }
         }
         if let t = l.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: output, count: pixels * l.cout, table: $0) } }

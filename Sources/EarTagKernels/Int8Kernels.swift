@@ -269,3 +269,72 @@ public func s8_quantize_reference(input: UnsafeBufferPointer<Float>, count: Int,
         output[i] = Int8(min(max(q, -128), 127))
     }
 }
+
+// MARK: - Vectorized 1x1 conv
+
+/// Number of int16 values `s8_pack_conv1x1_16` writes for a cin -> cout conv (cout rounded up to 16).
+public func s8_packed_conv1x1_16_count(cin: Int, cout: Int) -> Int { (cout + 15) / 16 * cin * 16 }
+
+/// Packs [cout][cin] int8 weights for `s8_conv1x1_simd16x4`: blocks of 16 output channels, layout
+/// [cout / 16][cin][16] widened to int16, zero-filled past cout.
+public func s8_pack_conv1x1_16(weights: UnsafeBufferPointer<Int8>, cin: Int, cout: Int,
+                               packed: UnsafeMutableBufferPointer<Int16>) {
+    precondition(weights.count >= cin * cout && packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+    for b in 0..<((cout + 15) / 16) {
+        for ci in 0..<cin {
+            for l in 0..<16 {
+                let co = b * 16 + l
+                packed[(b * cin + ci) * 16 + l] = co < cout ? Int16(weights[co * cin + ci]) : 0
+            }
+        }
+    }
+}
+
+/// Vectorized int8 1x1 conv, bit-exact with `s8_conv1x1_reference` (same contract; weights packed by
+/// `s8_pack_conv1x1_16`). Four pixels x 16 output channels per step: each int8 x int8 product is formed in int16
+/// (|x w| <= 16256 < 2^15, exact) and widened into SIMD16<Int32> accumulators; integer sums are exact, so the order
+/// does not matter and the result equals the reference. Requantization is the scalar `s8_requantize`.
+/// Invariant: as the reference (int32 cannot overflow for cin < ~66 000 with |bias| <= 2^30).
+public func s8_conv1x1_simd16x4(
+    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
+    packed: UnsafeBufferPointer<Int16>, bias: UnsafeBufferPointer<Int32>, cout: Int,
+    requant: S8Requant, output: UnsafeMutableBufferPointer<Int8>
+) {
+    precondition(input.count >= pixels * cin && output.count >= pixels * cout && bias.count >= cout)
+    precondition(packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout) && requant.multipliers.count >= cout)
+    guard pixels > 0, cout > 0 else { return }
+    let x = input.baseAddress!, w = packed.baseAddress!
+    requant.multipliers.withUnsafeBufferPointer { mults in
+        var p = 0
+        while p < pixels {
+            let n = min(4, pixels - p)
+            // Rows beyond the last pixel repeat it (computed, then discarded).
+            let x0 = x + p * cin, x1 = x + (p + min(1, n - 1)) * cin
+            let x2 = x + (p + min(2, n - 1)) * cin, x3 = x + (p + min(3, n - 1)) * cin
+            for b in 0..<((cout + 15) / 16) {
+                let lanes = min(16, cout - b * 16)
+                var bv = SIMD16<Int32>(repeating: 0)
+                for l in 0..<lanes { bv[l] = bias[b * 16 + l] }
+                var a0 = bv, a1 = bv, a2 = bv, a3 = bv
+                var wp = w + b * cin * 16
+                for ci in 0..<cin {
+                    let wv = UnsafeRawPointer(wp).loadUnaligned(as: SIMD16<Int16>.self)
+                    a0 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x0[ci])))
+                    a1 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x1[ci])))
+                    a2 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x2[ci])))
+                    a3 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x3[ci])))
+                    wp += 16
+                }
+                for j in 0..<n {
+                    let a = j == 0 ? a0 : j == 1 ? a1 : j == 2 ? a2 : a3
+                    let o = (p + j) * cout + b * 16
+                    for l in 0..<lanes {
+                        output[o + l] = s8_requantize(a[l], mults[b * 16 + l], zeroPoint: requant.zeroPoint,
+                                                      lo: requant.lo, hi: requant.hi)
+                    }
+                }
+            }
+            p += n
+        }
+    }
+}

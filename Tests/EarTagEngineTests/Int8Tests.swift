@@ -116,6 +116,19 @@ final class Int8Tests: XCTestCase {
         _ = engine.run(mel: mels[clip].mel, frames: mels[clip].frames)
     }
 
+    func testVectorKernelsEqualReferenceKernels() throws {
+        let (_, mels) = try mn04Setup.get()
+        let q = try mn04Int8.get()
+        let vec = try Int8Engine(model: q, maxFrames: 1001, referenceKernels: false)
+        let ref = try Int8Engine(model: q, maxFrames: 1001, referenceKernels: true)
+        for m in [mels[0], (Array(mels[1].mel.prefix(128 * 37)), 37)] {
+            let short = m.1 == 37 ? (0..<128).flatMap { r in mels[1].mel[(r * mels[1].frames)..<(r * mels[1].frames + 37)] } : m.0
+            let a = vec.run(mel: short, frames: m.1), b = ref.run(mel: short, frames: m.1)
+            XCTAssertEqual(a.logits, b.logits)
+            XCTAssertEqual(a.embedding, b.embedding)
+        }
+    }
+
     func testFileRoundTripAndAnyModel() throws {
         let q = try mn04Int8.get()
         let dir = try makeTemporaryDirectory()

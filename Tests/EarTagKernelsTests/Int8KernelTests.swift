@@ -157,3 +157,35 @@ final class Int8KernelTests: XCTestCase {
         XCTAssertEqual(d, [-128, 0, 127])
     }
 }
+
+/// Vectorized int8 kernels held bit-exact to their references.
+final class Int8VectorKernelTests: XCTestCase {
+    func testConv1x1Simd16x4BitExact() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = SeededRNG(state: seed)
+        for cin in [1, 3, 8, 15, 16, 17, 40] {
+            for cout in [1, 7, 15, 16, 17, 33, 48] {
+                let pixels = Int.random(in: 1...11, using: &rng)
+                let x = rng.int8s(pixels * cin), w = rng.weights(cin * cout)
+                let bias = (0..<cout).map { _ in Int32.random(in: -(1 << 20)...(1 << 20), using: &rng) }
+                let zp = Int32.random(in: -128...127, using: &rng)
+                let rq = S8Requant(multipliers: (0..<cout).map { _ in S8Multiplier(Double.random(in: 1e-5...1e-2, using: &rng)) },
+                                   zeroPoint: zp, lo: Bool.random(using: &rng) ? zp : -128, hi: 127)
+                var packed = [Int16](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+                var ref = [Int8](repeating: 0, count: pixels * cout), vec = [Int8](repeating: 1, count: pixels * cout)
+                x.withUnsafeBufferPointer { xi in w.withUnsafeBufferPointer { wi in bias.withUnsafeBufferPointer { bi in
+                    packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
+                    ref.withUnsafeMutableBufferPointer {
+                        s8_conv1x1_reference(input: xi, pixels: pixels, cin: cin, weights: wi, bias: bi, cout: cout,
+                                             requant: rq, output: $0)
+                    }
+                    packed.withUnsafeBufferPointer { pk in vec.withUnsafeMutableBufferPointer {
+                        s8_conv1x1_simd16x4(input: xi, pixels: pixels, cin: cin, packed: pk, bias: bi, cout: cout,
+                                            requant: rq, output: $0)
+                    } }
+                } } }
+                XCTAssertEqual(ref, vec, "seed \(seed) cin \(cin) cout \(cout) pixels \(pixels)")
+            }
+        }
+    }
+}
