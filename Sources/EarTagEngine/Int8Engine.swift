@@ -16,7 +16,7 @@ struct S8LayerPlan {
     var inputZeroPoint: Int32
     /// Hardswish lookup table (pre-activation -> post-activation quantization), or nil.
     var lut: [Int8]?
-    /// 1x1 weights packed for `s8_conv1x1_simd16x4` (empty for other layers).
+    /// 1x1 weights packed for `s8_conv1x1_simd16x2` (empty for other layers).
     var packed: [Int16] = []
 }
 
@@ -58,6 +58,8 @@ public final class Int8Engine {
     // Run-time buffers (allocated once).
     private let melQ, mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Int8>
     private let sums, gate: UnsafeMutableBufferPointer<Int32>
+    /// Centered int16 copy of the depthwise input (vector path).
+    private let centered: UnsafeMutableBufferPointer<Int16>
     private let floats: UnsafeMutableBufferPointer<Float>
     private let pooled, hiddenQ: UnsafeMutableBufferPointer<Int8>
     /// Names of the layers, for `debugCapture` (stem, per block expand/depthwise/project/add, last).
@@ -100,6 +102,14 @@ public final class Int8Engine {
             var plan = S8LayerPlan(cin: cin, cout: cout, weights: w, bias: model.int32(name + ".bias"),
                                    requant: S8Requant(multipliers: mults, zeroPoint: o.1, lo: relu ? o.1 : -128, hi: 127),
                                    inputZeroPoint: input.1, lut: nil)
+            if name.hasSuffix(".depthwise") {
+                plan.packed = [Int16](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
+                w.withUnsafeBufferPointer { wi in
+                    plan.packed.withUnsafeMutableBufferPointer {
+                        s8_pack_dwconv(weights: wi, channels: cout, kernel: Int(Double(shape[0]).squareRoot()), packed: $0)
+                    }
+                }
+            }
             if !tapMajor {
                 plan.packed = [Int16](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
                 w.withUnsafeBufferPointer { wi in
@@ -182,6 +192,11 @@ public final class Int8Engine {
             let b = UnsafeMutableBufferPointer<Int8>.allocate(capacity: max(1, n)); b.initialize(repeating: 0); return b
         }
         melQ = bytes(melBins * maxFrames)
+        var largestCentered = 0
+        for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
+            largestCentered = max(largestCentered, l.rows * l.cols * s8_dw_pitch(l.channels))
+        }
+        centered = .allocate(capacity: max(1, largestCentered)); centered.initialize(repeating: 0)
         mapA = bytes(largest); mapB = bytes(largest); mapC = bytes(largest); mapD = bytes(largest)
         pooled = bytes(widest); hiddenQ = bytes(widest)
         sums = .allocate(capacity: widest); sums.initialize(repeating: 0)
@@ -191,7 +206,7 @@ public final class Int8Engine {
 
     deinit {
         for b in [melQ, mapA, mapB, mapC, mapD, pooled, hiddenQ] { b.deallocate() }
-        sums.deallocate(); gate.deallocate(); floats.deallocate()
+        sums.deallocate(); gate.deallocate(); floats.deallocate(); centered.deallocate()
     }
 
     /// Multiply-accumulates of one run over `frames` frames (same count as FloatEngine's).
@@ -225,7 +240,7 @@ public final class Int8Engine {
         } else {
             l.packed.withUnsafeBufferPointer { w in
                 l.bias.withUnsafeBufferPointer { b in
-                    s8_conv1x1_simd16x4(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w, bias: b,
+                    s8_conv1x1_simd16x2(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w, bias: b,
                                         cout: l.cout, requant: l.requant, output: output)
                 }
             }
@@ -261,12 +276,24 @@ public final class Int8Engine {
             let d = b.depthwise
             let orows = f32_conv_out_size(rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
             let ocols = f32_conv_out_size(cols, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
-            d.weights.withUnsafeBufferPointer { w in
-                d.bias.withUnsafeBufferPointer { bias in
-                    s8_dwconv_reference(input: UnsafeBufferPointer(dwIn), height: rows, width: cols, channels: d.cout,
-                                        inputZeroPoint: d.inputZeroPoint, weights: w, bias: bias, kernel: b.kernel,
-                                        stride: b.stride, dilation: b.dilation, requant: d.requant, output: mapD,
-                                        rows: 0..<orows)
+            if usesReferenceKernels {
+                d.weights.withUnsafeBufferPointer { w in
+                    d.bias.withUnsafeBufferPointer { bias in
+                        s8_dwconv_reference(input: UnsafeBufferPointer(dwIn), height: rows, width: cols, channels: d.cout,
+                                            inputZeroPoint: d.inputZeroPoint, weights: w, bias: bias, kernel: b.kernel,
+                                            stride: b.stride, dilation: b.dilation, requant: d.requant, output: mapD,
+                                            rows: 0..<orows)
+                    }
+                }
+            } else {
+                s8_center_int16(input: UnsafeBufferPointer(dwIn), pixels: rows * cols, channels: d.cout,
+                                zeroPoint: d.inputZeroPoint, centered: centered)
+                d.packed.withUnsafeBufferPointer { w in
+                    d.bias.withUnsafeBufferPointer { bias in
+                        s8_dwconv_simd16(centered: UnsafeBufferPointer(centered), height: rows, width: cols, channels: d.cout,
+                                         packed: w, bias: bias, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
+                                         requant: d.requant, output: mapD, rows: 0..<orows)
+                    }
                 }
             }
             let n = orows * ocols

@@ -290,12 +290,22 @@ public func s8_pack_conv1x1_16(weights: UnsafeBufferPointer<Int8>, cin: Int, cou
     }
 }
 
+/// Adds the 16 int16 lanes of `p` into int32 accumulators without a (slow, generic) SIMD conversion: the vector is
+/// reinterpreted as 8 int32 lanes, each holding lanes 2i (low half) and 2i+1 (high half); `(v << 16) >> 16` and
+/// `v >> 16` sign-extend them (SSE2 pslld/psrad, NEON shl/sshr), so `even[i]` sums lane 2i and `odd[i]` lane 2i+1.
+@inline(__always)
+func s8_widen_add(_ even: inout SIMD8<Int32>, _ odd: inout SIMD8<Int32>, _ p: SIMD16<Int16>) {
+    let v = unsafeBitCast(p, to: SIMD8<Int32>.self)
+    even &+= (v &<< 16) &>> 16
+    odd &+= v &>> 16
+}
+
 /// Vectorized int8 1x1 conv, bit-exact with `s8_conv1x1_reference` (same contract; weights packed by
-/// `s8_pack_conv1x1_16`). Four pixels x 16 output channels per step: each int8 x int8 product is formed in int16
-/// (|x w| <= 16256 < 2^15, exact) and widened into SIMD16<Int32> accumulators; integer sums are exact, so the order
-/// does not matter and the result equals the reference. Requantization is the scalar `s8_requantize`.
+/// `s8_pack_conv1x1_16`). Two pixels x 16 output channels per step: each int8 x int8 product is formed in int16
+/// (|x w| <= 16256 < 2^15, exact) and widened into even/odd int32 accumulators (`s8_widen_add`); integer sums are
+/// exact, so the order does not matter and the result equals the reference. Requantization is scalar `s8_requantize`.
 /// Invariant: as the reference (int32 cannot overflow for cin < ~66 000 with |bias| <= 2^30).
-public func s8_conv1x1_simd16x4(
+public func s8_conv1x1_simd16x2(
     input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
     packed: UnsafeBufferPointer<Int16>, bias: UnsafeBufferPointer<Int32>, cout: Int,
     requant: S8Requant, output: UnsafeMutableBufferPointer<Int8>
@@ -307,34 +317,107 @@ public func s8_conv1x1_simd16x4(
     requant.multipliers.withUnsafeBufferPointer { mults in
         var p = 0
         while p < pixels {
-            let n = min(4, pixels - p)
-            // Rows beyond the last pixel repeat it (computed, then discarded).
-            let x0 = x + p * cin, x1 = x + (p + min(1, n - 1)) * cin
-            let x2 = x + (p + min(2, n - 1)) * cin, x3 = x + (p + min(3, n - 1)) * cin
+            let n = min(2, pixels - p)
+            let x0 = x + p * cin, x1 = x + (p + n - 1) * cin  // a lone last pixel is computed twice
             for b in 0..<((cout + 15) / 16) {
                 let lanes = min(16, cout - b * 16)
-                var bv = SIMD16<Int32>(repeating: 0)
-                for l in 0..<lanes { bv[l] = bias[b * 16 + l] }
-                var a0 = bv, a1 = bv, a2 = bv, a3 = bv
+                var be = SIMD8<Int32>(repeating: 0), bo = SIMD8<Int32>(repeating: 0)
+                for i in 0..<8 {
+                    if 2 * i < lanes { be[i] = bias[b * 16 + 2 * i] }
+                    if 2 * i + 1 < lanes { bo[i] = bias[b * 16 + 2 * i + 1] }
+                }
+                var e0 = be, o0 = bo, e1 = be, o1 = bo
                 var wp = w + b * cin * 16
                 for ci in 0..<cin {
                     let wv = UnsafeRawPointer(wp).loadUnaligned(as: SIMD16<Int16>.self)
-                    a0 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x0[ci])))
-                    a1 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x1[ci])))
-                    a2 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x2[ci])))
-                    a3 &+= SIMD16<Int32>(truncatingIfNeeded: wv &* SIMD16<Int16>(repeating: Int16(x3[ci])))
+                    s8_widen_add(&e0, &o0, wv &* SIMD16<Int16>(repeating: Int16(x0[ci])))
+                    s8_widen_add(&e1, &o1, wv &* SIMD16<Int16>(repeating: Int16(x1[ci])))
                     wp += 16
                 }
                 for j in 0..<n {
-                    let a = j == 0 ? a0 : j == 1 ? a1 : j == 2 ? a2 : a3
-                    let o = (p + j) * cout + b * 16
+                    let e = j == 0 ? e0 : e1, o = j == 0 ? o0 : o1
+                    let base = (p + j) * cout + b * 16
                     for l in 0..<lanes {
-                        output[o + l] = s8_requantize(a[l], mults[b * 16 + l], zeroPoint: requant.zeroPoint,
-                                                      lo: requant.lo, hi: requant.hi)
+                        let a = l & 1 == 0 ? e[l >> 1] : o[l >> 1]
+                        output[base + l] = s8_requantize(a, mults[b * 16 + l], zeroPoint: requant.zeroPoint,
+                                                         lo: requant.lo, hi: requant.hi)
                     }
                 }
             }
             p += n
+        }
+    }
+}
+
+// MARK: - Vectorized depthwise conv
+
+/// Channels rounded up to a multiple of 16 (the row pitch of the vectorized depthwise buffers).
+public func s8_dw_pitch(_ channels: Int) -> Int { (channels + 15) / 16 * 16 }
+
+/// Packs tap-major [k*k][c] int8 depthwise weights to int16 [k*k][s8_dw_pitch(c)], zero-filled past c.
+public func s8_pack_dwconv(weights: UnsafeBufferPointer<Int8>, channels c: Int, kernel k: Int,
+                           packed: UnsafeMutableBufferPointer<Int16>) {
+    let pitch = s8_dw_pitch(c)
+    precondition(weights.count >= k * k * c && packed.count >= k * k * pitch)
+    for t in 0..<(k * k) { for ch in 0..<pitch { packed[t * pitch + ch] = ch < c ? Int16(weights[t * c + ch]) : 0 } }
+}
+
+/// Writes x - zp as int16 into `centered` [h*w][s8_dw_pitch(c)] (zero past c), the input of `s8_dwconv_simd16`.
+public func s8_center_int16(input: UnsafeBufferPointer<Int8>, pixels: Int, channels c: Int, zeroPoint: Int32,
+                            centered: UnsafeMutableBufferPointer<Int16>) {
+    let pitch = s8_dw_pitch(c), z = Int16(zeroPoint)
+    precondition(input.count >= pixels * c && centered.count >= pixels * pitch)
+    for p in 0..<pixels {
+        for ch in 0..<c { centered[p * pitch + ch] = Int16(input[p * c + ch]) - z }
+        for ch in c..<pitch { centered[p * pitch + ch] = 0 }
+    }
+}
+
+/// Vectorized int8 depthwise conv over output rows `rows`, bit-exact with `s8_dwconv_reference`: reads the centered
+/// int16 input of `s8_center_int16` and int16 weights of `s8_pack_dwconv`; 16 channels per step, products in int16
+/// (|w (x - zp)| <= 127 * 255 = 32385 < 2^15, exact) widened by `s8_widen_add`; padded taps skipped like the reference.
+/// Invariant: 25 taps < 2^20 plus |bias| <= 2^30: no int32 overflow.
+public func s8_dwconv_simd16(
+    centered: UnsafeBufferPointer<Int16>, height h: Int, width w: Int, channels c: Int,
+    packed: UnsafeBufferPointer<Int16>, bias: UnsafeBufferPointer<Int32>,
+    kernel k: Int, stride s: Int, dilation d: Int, requant: S8Requant,
+    output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
+) {
+    let pad = (k - 1) / 2 * d, pitch = s8_dw_pitch(c)
+    let ho = f32_conv_out_size(h, kernel: k, stride: s, dilation: d)
+    let wo = f32_conv_out_size(w, kernel: k, stride: s, dilation: d)
+    precondition(centered.count >= h * w * pitch && output.count >= ho * wo * c && packed.count >= k * k * pitch)
+    precondition(rows.lowerBound >= 0 && rows.upperBound <= ho && bias.count >= c)
+    let xb = UnsafeRawPointer(centered.baseAddress!), wb = UnsafeRawPointer(packed.baseAddress!)
+    requant.multipliers.withUnsafeBufferPointer { mults in
+        for oy in rows {
+            let ty = validTaps(oy, n: h, kernel: k, stride: s, dilation: d, pad: pad)
+            for ox in 0..<wo {
+                let tx = validTaps(ox, n: w, kernel: k, stride: s, dilation: d, pad: pad)
+                for b in 0..<(pitch / 16) {
+                    let lanes = min(16, c - b * 16)
+                    var e = SIMD8<Int32>(repeating: 0), o = SIMD8<Int32>(repeating: 0)
+                    for i in 0..<8 {
+                        if 2 * i < lanes { e[i] = bias[b * 16 + 2 * i] }
+                        if 2 * i + 1 < lanes { o[i] = bias[b * 16 + 2 * i + 1] }
+                    }
+                    for ky in ty {
+                        let iy = oy * s - pad + ky * d
+                        for kx in tx {
+                            let ix = ox * s - pad + kx * d
+                            let xv = xb.loadUnaligned(fromByteOffset: 2 * ((iy * w + ix) * pitch + b * 16), as: SIMD16<Int16>.self)
+                            let wv = wb.loadUnaligned(fromByteOffset: 2 * ((ky * k + kx) * pitch + b * 16), as: SIMD16<Int16>.self)
+                            s8_widen_add(&e, &o, xv &* wv)
+                        }
+                    }
+                    let base = (oy * wo + ox) * c + b * 16
+                    for l in 0..<lanes {
+                        let a = l & 1 == 0 ? e[l >> 1] : o[l >> 1]
+                        output[base + l] = s8_requantize(a, mults[b * 16 + l], zeroPoint: requant.zeroPoint,
+                                                         lo: requant.lo, hi: requant.hi)
+                    }
+                }
+            }
         }
     }
 }

@@ -160,7 +160,7 @@ final class Int8KernelTests: XCTestCase {
 
 /// Vectorized int8 kernels held bit-exact to their references.
 final class Int8VectorKernelTests: XCTestCase {
-    func testConv1x1Simd16x4BitExact() {
+    func testConv1x1Simd16x2BitExact() {
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SeededRNG(state: seed)
         for cin in [1, 3, 8, 15, 16, 17, 40] {
@@ -180,11 +180,46 @@ final class Int8VectorKernelTests: XCTestCase {
                                              requant: rq, output: $0)
                     }
                     packed.withUnsafeBufferPointer { pk in vec.withUnsafeMutableBufferPointer {
-                        s8_conv1x1_simd16x4(input: xi, pixels: pixels, cin: cin, packed: pk, bias: bi, cout: cout,
+                        s8_conv1x1_simd16x2(input: xi, pixels: pixels, cin: cin, packed: pk, bias: bi, cout: cout,
                                             requant: rq, output: $0)
                     } }
                 } } }
                 XCTAssertEqual(ref, vec, "seed \(seed) cin \(cin) cout \(cout) pixels \(pixels)")
+            }
+        }
+    }
+
+    func testDepthwiseSimd16BitExact() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = SeededRNG(state: seed)
+        for c in [1, 5, 15, 16, 17, 33] {
+            for (k, st, d) in [(3, 1, 1), (3, 2, 1), (5, 1, 1), (5, 2, 1), (3, 1, 2), (5, 1, 2)] {
+                let h = Int.random(in: 1...9, using: &rng), w = Int.random(in: 1...9, using: &rng)
+                let x = rng.int8s(h * w * c), wt = rng.weights(k * k * c)
+                let zp = Int32.random(in: -128...127, using: &rng), zo = Int32.random(in: -128...127, using: &rng)
+                let bias = (0..<c).map { _ in Int32.random(in: -(1 << 20)...(1 << 20), using: &rng) }
+                let rq = S8Requant(multipliers: (0..<c).map { _ in S8Multiplier(Double.random(in: 1e-5...1e-2, using: &rng)) },
+                                   zeroPoint: zo, lo: Bool.random(using: &rng) ? zo : -128, hi: 127)
+                let ho = f32_conv_out_size(h, kernel: k, stride: st, dilation: d)
+                let wo = f32_conv_out_size(w, kernel: k, stride: st, dilation: d)
+                let pitch = s8_dw_pitch(c)
+                var packed = [Int16](repeating: 0, count: k * k * pitch), centered = [Int16](repeating: 7, count: h * w * pitch)
+                var ref = [Int8](repeating: 0, count: ho * wo * c), vec = [Int8](repeating: 1, count: ho * wo * c)
+                x.withUnsafeBufferPointer { xi in wt.withUnsafeBufferPointer { wi in bias.withUnsafeBufferPointer { bi in
+                    packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: c, kernel: k, packed: $0) }
+                    centered.withUnsafeMutableBufferPointer {
+                        s8_center_int16(input: xi, pixels: h * w, channels: c, zeroPoint: zp, centered: $0)
+                    }
+                    ref.withUnsafeMutableBufferPointer {
+                        s8_dwconv_reference(input: xi, height: h, width: w, channels: c, inputZeroPoint: zp, weights: wi,
+                                            bias: bi, kernel: k, stride: st, dilation: d, requant: rq, output: $0, rows: 0..<ho)
+                    }
+                    packed.withUnsafeBufferPointer { pk in centered.withUnsafeBufferPointer { ce in vec.withUnsafeMutableBufferPointer {
+                        s8_dwconv_simd16(centered: ce, height: h, width: w, channels: c, packed: pk, bias: bi, kernel: k,
+                                         stride: st, dilation: d, requant: rq, output: $0, rows: 0..<ho)
+                    } } }
+                } } }
+                XCTAssertEqual(ref, vec, "seed \(seed) c\(c) k\(k) s\(st) d\(d) \(h)x\(w)")
             }
         }
     }
