@@ -82,6 +82,44 @@ struct FoldedNetwork {
     }
 }
 
+extension FoldedNetwork {
+    /// Activation-range equalization for the ReLU blocks, exact in real arithmetic: ReLU, zero padding, the
+    /// depthwise conv and the SE gate all commute with a positive per-channel scale. Each channel i of a ReLU
+    /// block's expand (then depthwise) output is multiplied by s_i = min(limit, max_j peak_j / peak_i) (weights and
+    /// bias of the producing conv times s_i, the consumer's input weights divided by s_i, SE fc1 columns too), so all
+    /// channels use the per-tensor int8 range instead of the few widest ones. Producer weights are quantized per output
+    /// channel, so the scale costs them nothing; the consumer's input columns shrink, which per-channel weight scales
+    /// absorb far better than the activation grid would. ref: Nagel et al. 2019, "Data-Free Quantization Through Weight
+    /// Equalization and Bias Correction" (cross-layer equalization, here driven by activation ranges).
+    mutating func equalize(_ arch: Architecture, peaks: [String: [Float]], limit: Float) {
+        /// The scales for observed tensor `key`.
+        func scales(_ key: String) -> [Float]? {
+            guard let p = peaks[key], let top = p.max(), top > 0 else { return nil }
+            return p.map { $0 > 0 ? min(limit, top / $0) : 1 }
+        }
+        for (i, b) in arch.blocks.enumerated() where b.activation == .relu {
+            let p = "features.\(i + 1)"
+            if b.hasExpand, let s = scales(p + ".expand.out") {
+                let e = layers[p + ".expand"]!, d = layers[p + ".depthwise"]!
+                for c in 0..<e.cout {
+                    for k in 0..<e.per { layers[p + ".expand"]!.weights[c * e.per + k] *= s[c] }
+                    layers[p + ".expand"]!.bias[c] *= s[c]
+                    for k in 0..<d.per { layers[p + ".depthwise"]!.weights[c * d.per + k] /= s[c] }
+                }
+            }
+            if let s = scales(p + ".depthwise.out") {
+                let d = layers[p + ".depthwise"]!, pr = layers[p + ".project"]!
+                for c in 0..<d.cout {
+                    for k in 0..<d.per { layers[p + ".depthwise"]!.weights[c * d.per + k] *= s[c] }
+                    layers[p + ".depthwise"]!.bias[c] *= s[c]
+                    for o in 0..<pr.cout { layers[p + ".project"]!.weights[o * pr.per + c] /= s[c] }
+                    if let q = se[p] { for j in 0..<q.squeeze { se[p]!.fc1[j * d.cout + c] /= s[c] } }
+                }
+            }
+        }
+    }
+}
+
 /// How a quantization range is chosen from the observed values of a tensor.
 public enum RangeMethod: Sendable, Equatable {
     /// The raw observed minimum and maximum.
@@ -95,15 +133,22 @@ public enum RangeMethod: Sendable, Equatable {
 
 /// Settings of `Quantizer`.
 public struct QuantizerOptions: Sendable {
-    public var rangeMethod: RangeMethod = .mse
+    /// Default min/max: with equalization it measured best on mn04_as (worst max |dp| 0.122 vs 0.18-0.29 for
+    /// percentiles and MSE), but on 5 clips that were also the calibration set.
+    public var rangeMethod: RangeMethod = .minMax
     /// Values kept per tensor and calibration input (a strided subsample; exact min/max are always kept).
     public var samplesPerInput = 1 << 17
     /// Observed tensors that always get their raw min/max range (the input mel by default: clipping its loudest
     /// bins costs more than the finer step gains).
     public var minMaxKeys: Set<String> = ["input"]
+    /// Activation-range equalization of the ReLU blocks (see `FoldedNetwork.equalize`); 0 disables it, else the
+    /// largest per-channel scale factor applied. On mn04_as (5 reference clips) it lowered the worst max |dp| of
+    /// min/max ranges from 0.196 to 0.122.
+    public var equalizationLimit: Float = 16
 
-    public init(rangeMethod: RangeMethod = .mse, samplesPerInput: Int = 1 << 17,
-                minMaxKeys: Set<String> = ["input"]) {
+    public init(rangeMethod: RangeMethod = .minMax, samplesPerInput: Int = 1 << 17,
+                minMaxKeys: Set<String> = ["input"], equalizationLimit: Float = 16) {
+        self.equalizationLimit = equalizationLimit
         self.rangeMethod = rangeMethod
         self.samplesPerInput = samplesPerInput
         self.minMaxKeys = minMaxKeys
@@ -198,7 +243,22 @@ public enum Quantizer {
                                 options: QuantizerOptions = QuantizerOptions()) throws -> QuantizedModel {
         precondition(!mels.isEmpty, "calibration needs at least one mel")
         let arch = model.architecture
-        let net = try FoldedNetwork(model)
+        var net = try FoldedNetwork(model)
+        if options.equalizationLimit > 0 {
+            // First pass: per-channel maxima of the ReLU blocks' expand and depthwise outputs.
+            var peaks: [String: [Float]] = [:]
+            for m in mels {
+                _ = calibrationForward(arch: arch, net: net, melBins: model.frontend.nMels, mel: m.mel, frames: m.frames) {
+                    key, values in
+                    guard key.hasSuffix(".expand.out") || key.hasSuffix(".depthwise.out"),
+                          let l = net.layers[String(key.dropLast(4))] else { return }
+                    var p = peaks[key] ?? [Float](repeating: 0, count: l.cout)
+                    for i in 0..<values.count { p[i % l.cout] = max(p[i % l.cout], abs(values[i])) }
+                    peaks[key] = p
+                }
+            }
+            net.equalize(arch, peaks: peaks, limit: options.equalizationLimit)
+        }
         var observer = Observer(cap: options.samplesPerInput)
         for m in mels {
             _ = calibrationForward(arch: arch, net: net, melBins: model.frontend.nMels, mel: m.mel, frames: m.frames) {
