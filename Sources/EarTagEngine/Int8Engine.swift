@@ -62,8 +62,9 @@ public final class Int8Engine {
     private let centered: UnsafeMutableBufferPointer<Int16>
     private let floats: UnsafeMutableBufferPointer<Float>
     private let pooled, hiddenQ: UnsafeMutableBufferPointer<Int8>
-    /// Names of the layers, for `debugCapture` (stem, per block expand/depthwise/project/add, last).
+    /// Names of the layers, for `debugCapture` (per block expand/depthwise/project/add; the last conv).
     private let names: [[String]]
+    private let lastName: String
     /// Test hook: receives each int8 tensor with its name (as the Quantizer's observation keys) and quantization.
     var debugCapture: ((String, UnsafeBufferPointer<Int8>, Int, Double, Int32) -> Void)?
     /// Output quantization (scale, zero point) of each captured tensor, by name.
@@ -163,7 +164,8 @@ public final class Int8Engine {
         blocks = plans
         let lastPlan = layer("features.\(arch.blocks.count + 1)", input: x, relu: false)
         lastConv = lastPlan.0; x = lastPlan.1
-        quants["features.\(arch.blocks.count + 1).act"] = x
+        lastName = "features.\(arch.blocks.count + 1).act"
+        quants[lastName] = x
         quants["pool"] = q("pool")
         self.quants = quants
         self.names = names
@@ -312,7 +314,7 @@ public final class Int8Engine {
         }
         let n = rows * cols, c = lastConv.cout
         pointwise(lastConv, input: x, pixels: n, output: y)
-        debug("features.\(blocks.count + 1).act", y, n * c)
+        debug(lastName, y, n * c)
         // Global average pool: int32 sums; the embedding is their dequantized mean, the head input their requantization.
         let m = S8Multiplier(Double(lastScale) / (Double(n) * poolScale))
         s8_global_average_pool_reference(input: UnsafeBufferPointer(y), pixels: n, channels: c, inputZeroPoint: lastZeroPoint,
