@@ -1,0 +1,381 @@
+// The int8 inference engine: runs a QuantizedModel (docs/quantization.md) mel -> logits + embedding with int8
+// activations, int32 accumulation and fixed-point requantization, without allocating after init.
+// ref: EfficientAT models/mn/model.py (MN._forward_impl) and block_types.py (InvertedResidual, SqueezeExcitation);
+// the scheme follows gemmlowp doc/quantization.md and the TFLite int8 quantization spec.
+import EarTagKernels
+import EarTagModel
+import Foundation
+
+/// One int8 conv/linear layer ready to run: weights, biases, requantization and the optional hardswish table.
+struct S8LayerPlan {
+    var cin: Int
+    var cout: Int
+    var weights: [Int8]
+    var bias: [Int32]
+    var requant: S8Requant
+    var inputZeroPoint: Int32
+    /// Hardswish lookup table (pre-activation -> post-activation quantization), or nil.
+    var lut: [Int8]?
+    /// 1x1 weights packed for `s8_conv1x1_simd16x2` (empty for other layers).
+    var packed: [Int16] = []
+}
+
+/// One inverted residual block of the int8 engine.
+struct S8BlockPlan {
+    var expand: S8LayerPlan?
+    var depthwise: S8LayerPlan
+    var kernel: Int, stride: Int, dilation: Int
+    /// Squeeze-excitation float weights (fc1 [s][e], b1, fc2 [e][s], b2) and the depthwise output's quantization.
+    var se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float])?
+    var seScale: Float, seZeroPoint: Int32
+    var project: S8LayerPlan
+    var add: S8AddParams?
+}
+
+/// Int8 MN inference engine: construct once per quantized model, then call `run` per clip or window.
+/// Not thread-safe (shared buffers); single-threaded for now (`threads` is accepted for API parity and ignored).
+public final class Int8Engine {
+    /// Output classes of the model.
+    public let numClasses: Int
+    /// Length of the embedding (channels of the last feature map).
+    public let embeddingSize: Int
+    /// Largest `frames` a run accepts.
+    public let maxFrames: Int
+    /// Mel bins per frame.
+    public let melBins: Int
+    /// The architecture this engine runs.
+    public let architecture: Architecture
+
+    private let inputScale: Float, inputZeroPoint: Int32
+    private let stem: S8LayerPlan
+    private let blocks: [S8BlockPlan]
+    private let lastConv: S8LayerPlan
+    private let lastScale: Float, lastZeroPoint: Int32
+    private let poolScale: Double, poolZeroPoint: Int32
+    private let hidden: S8LayerPlan?
+    private let out: S8LayerPlan
+    private let outScales: [Float]
+    // Run-time buffers (allocated once).
+    private let melQ, mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Int8>
+    private let sums, gate: UnsafeMutableBufferPointer<Int32>
+    /// Centered int16 copy of the depthwise input (vector path).
+    private let centered: UnsafeMutableBufferPointer<Int16>
+    private let floats: UnsafeMutableBufferPointer<Float>
+    private let pooled, hiddenQ: UnsafeMutableBufferPointer<Int8>
+    /// Names of the layers, for `debugCapture` (per block expand/depthwise/project/add; the last conv).
+    private let names: [[String]]
+    private let lastName: String
+    /// Test hook: receives each int8 tensor with its name (as the Quantizer's observation keys) and quantization.
+    var debugCapture: ((String, UnsafeBufferPointer<Int8>, Int, Double, Int32) -> Void)?
+    /// Output quantization (scale, zero point) of each captured tensor, by name.
+    private var quants: [String: (Double, Int32)] = [:]
+
+    /// True when the scalar reference kernels run instead of the vectorized ones (`EARTAG_KERNELS=reference`).
+    public let usesReferenceKernels: Bool
+
+    /// Prepares `model` (validated again here) with buffers for `maxFrames`.
+    /// `referenceKernels` (default: environment `EARTAG_KERNELS=reference`) selects the scalar reference kernels.
+    public init(model: QuantizedModel, maxFrames: Int, threads: Int = 1,
+                referenceKernels: Bool = ProcessInfo.processInfo.environment["EARTAG_KERNELS"] == "reference") throws {
+        usesReferenceKernels = referenceKernels
+        precondition(maxFrames >= 1, "maxFrames must be at least 1")
+        try model.validate(path: "<int8 model \(model.name)>")
+        let arch = model.architecture
+        architecture = arch
+        self.maxFrames = maxFrames
+        melBins = model.frontend.nMels
+        numClasses = arch.numClasses
+        embeddingSize = arch.lastConvChannels
+        guard arch.inputChannels == 1 else { throw EngineError.unsupported("\(arch.inputChannels) input channels") }
+        guard arch.seDims.allSatisfy({ $0 == "c" }) else { throw EngineError.unsupported("SE dims \(arch.seDims)") }
+        /// Scalar float and zero point of a quantization pair.
+        func q(_ p: String, _ scale: String = "scale", _ zero: String = "zero_point") -> (Double, Int32) {
+            (Double(model.float("\(p).\(scale)")[0]), model.int32("\(p).\(zero)")[0])
+        }
+        /// Layer plan reading input quantization `input`, ReLU-clamped when `relu`; returns its output quantization.
+        func layer(_ name: String, input: (Double, Int32), relu: Bool) -> (S8LayerPlan, (Double, Int32)) {
+            let w = model.int8(name + ".weight"), shape = model.tensors[name + ".weight"]!.shape
+            let ws = model.float(name + ".weight_scale")
+            let tapMajor = name == "features.0" || name.hasSuffix(".depthwise")
+            let cout = tapMajor ? shape[1] : shape[0], cin = tapMajor ? shape[1] : shape[1]
+            let o = q(name, "out_scale", "out_zero_point")
+            let mults = ws.map { S8Multiplier(input.0 * Double($0) / o.0) }
+            var plan = S8LayerPlan(cin: cin, cout: cout, weights: w, bias: model.int32(name + ".bias"),
+                                   requant: S8Requant(multipliers: mults, zeroPoint: o.1, lo: relu ? o.1 : -128, hi: 127),
+                                   inputZeroPoint: input.1, lut: nil)
+            if name.hasSuffix(".depthwise") {
+                plan.packed = [Int16](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
+                w.withUnsafeBufferPointer { wi in
+                    plan.packed.withUnsafeMutableBufferPointer {
+                        s8_pack_dwconv(weights: wi, channels: cout, kernel: Int(Double(shape[0]).squareRoot()), packed: $0)
+                    }
+                }
+            }
+            if !tapMajor {
+                plan.packed = [Int16](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+                w.withUnsafeBufferPointer { wi in
+                    plan.packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
+                }
+            }
+            if model.tensors[name + ".act_lut"] != nil {
+                plan.lut = model.int8(name + ".act_lut")
+                return (plan, q(name, "act_scale", "act_zero_point"))
+            }
+            return (plan, o)
+        }
+        var quants: [String: (Double, Int32)] = [:]
+        var names: [[String]] = []
+        let inq = q("input")
+        inputScale = Float(inq.0); inputZeroPoint = inq.1
+        var (s, x) = layer("features.0", input: inq, relu: false)
+        stem = s
+        quants["features.0.act"] = x
+        var plans: [S8BlockPlan] = []
+        for (i, b) in arch.blocks.enumerated() {
+            let p = "features.\(i + 1)", relu = b.activation == .relu
+            let blockInput = x
+            var expand: S8LayerPlan?
+            let suffix = b.activation == .hardswish ? ".act" : ".out"
+            if b.hasExpand { (s, x) = layer(p + ".expand", input: x, relu: relu); expand = s; quants[p + ".expand" + suffix] = x }
+            let (dw, dq) = layer(p + ".depthwise", input: x, relu: relu)
+            quants[p + ".depthwise" + suffix] = dq
+            names.append([p + ".expand" + suffix, p + ".depthwise" + suffix, p + ".project.out", p + ".add.out"])
+            x = dq
+            var se: (Int, [Float], [Float], [Float], [Float])?
+            if let sq = b.seChannels {
+                se = (sq, model.float(p + ".se.fc1.weight"), model.float(p + ".se.fc1.bias"),
+                      model.float(p + ".se.fc2.weight"), model.float(p + ".se.fc2.bias"))
+            }
+            let (proj, pq) = layer(p + ".project", input: x, relu: false)
+            x = pq
+            quants[p + ".project.out"] = pq
+            var add: S8AddParams?
+            if b.hasResidual {
+                let o = q(p + ".add", "out_scale", "out_zero_point")
+                add = S8AddParams(scaleA: pq.0, zeroPointA: pq.1, scaleB: blockInput.0, zeroPointB: blockInput.1,
+                                  scaleOut: o.0, zeroPointOut: o.1)
+                x = o
+                quants[p + ".add.out"] = o
+            }
+            plans.append(S8BlockPlan(expand: expand, depthwise: dw, kernel: b.kernel,
+                                     stride: b.dilation > 1 ? 1 : b.stride, dilation: b.dilation,
+                                     se: se, seScale: Float(dq.0), seZeroPoint: dq.1, project: proj, add: add))
+        }
+        blocks = plans
+        let lastPlan = layer("features.\(arch.blocks.count + 1)", input: x, relu: false)
+        lastConv = lastPlan.0; x = lastPlan.1
+        lastName = "features.\(arch.blocks.count + 1).act"
+        quants[lastName] = x
+        quants["pool"] = q("pool")
+        self.quants = quants
+        self.names = names
+        lastScale = Float(x.0); lastZeroPoint = x.1
+        let pq = q("pool")
+        poolScale = pq.0; poolZeroPoint = pq.1
+        x = pq
+        if arch.head == .mlp {
+            let (h, hq) = layer("classifier.hidden", input: x, relu: false)
+            hidden = h; x = hq
+        } else {
+            hidden = nil
+        }
+        let ow = model.int8("classifier.out.weight"), oshape = model.tensors["classifier.out.weight"]!.shape
+        out = S8LayerPlan(cin: oshape[1], cout: oshape[0], weights: ow, bias: model.int32("classifier.out.bias"),
+                          requant: S8Requant(multipliers: [], zeroPoint: 0, lo: -128, hi: 127), inputZeroPoint: x.1, lut: nil)
+        outScales = model.float("classifier.out.weight_scale").map { Float(x.0) * $0 }
+
+        var largest = 0, widest = 0
+        for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
+            largest = max(largest, l.elements); widest = max(widest, l.channels)
+        }
+        widest = max(widest, arch.lastConvChannels, arch.headHiddenChannels ?? 0)
+        /// A zeroed int8 buffer.
+        func bytes(_ n: Int) -> UnsafeMutableBufferPointer<Int8> {
+            let b = UnsafeMutableBufferPointer<Int8>.allocate(capacity: max(1, n)); b.initialize(repeating: 0); return b
+        }
+        melQ = bytes(melBins * maxFrames)
+        var largestCentered = 0
+        for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
+            largestCentered = max(largestCentered, l.rows * l.cols * s8_dw_pitch(l.channels))
+        }
+        centered = .allocate(capacity: max(1, largestCentered)); centered.initialize(repeating: 0)
+        mapA = bytes(largest); mapB = bytes(largest); mapC = bytes(largest); mapD = bytes(largest)
+        pooled = bytes(widest); hiddenQ = bytes(widest)
+        sums = .allocate(capacity: widest); sums.initialize(repeating: 0)
+        gate = .allocate(capacity: widest); gate.initialize(repeating: 0)
+        floats = .allocate(capacity: 3 * widest); floats.initialize(repeating: 0)
+    }
+
+    deinit {
+        for b in [melQ, mapA, mapB, mapC, mapD, pooled, hiddenQ] { b.deallocate() }
+        sums.deallocate(); gate.deallocate(); floats.deallocate(); centered.deallocate()
+    }
+
+    /// Multiply-accumulates of one run over `frames` frames (same count as FloatEngine's).
+    public func multiplyAccumulates(frames: Int) -> Int {
+        var r = (melBins - 1) / 2 + 1, c = (frames - 1) / 2 + 1
+        var macs = r * c * stem.cout * 9
+        for b in blocks {
+            if let e = b.expand { macs += r * c * e.cin * e.cout }
+            r = f32_conv_out_size(r, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+            c = f32_conv_out_size(c, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+            macs += r * c * b.depthwise.cout * b.kernel * b.kernel
+            if let s = b.se { macs += 2 * s.squeeze * b.depthwise.cout }
+            macs += r * c * b.project.cin * b.project.cout
+        }
+        macs += r * c * lastConv.cin * lastConv.cout
+        if let h = hidden { macs += h.cin * h.cout }
+        return macs + out.cin * out.cout
+    }
+
+    /// Runs a 1x1 conv layer (plus its hardswish table) over `pixels`.
+    @inline(__always)
+    private func pointwise(_ l: S8LayerPlan, input: UnsafeMutableBufferPointer<Int8>, pixels: Int,
+                           output: UnsafeMutableBufferPointer<Int8>) {
+        if usesReferenceKernels {
+            l.weights.withUnsafeBufferPointer { w in
+                l.bias.withUnsafeBufferPointer { b in
+                    s8_conv1x1_reference(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, weights: w, bias: b,
+                                         cout: l.cout, requant: l.requant, output: output)
+                }
+            }
+        } else {
+            l.packed.withUnsafeBufferPointer { w in
+                l.bias.withUnsafeBufferPointer { b in
+                    s8_conv1x1_simd16x2(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w, bias: b,
+                                        cout: l.cout, requant: l.requant, output: output)
+                }
+            }
+        }
+        if let t = l.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: output, count: pixels * l.cout, table: $0) } }
+    }
+
+    /// Runs the network on a mel [melBins][frames] (row-major), writing `numClasses` logits and `embeddingSize`
+    /// embedding values (the dequantized global average of the last feature map). Allocates nothing.
+    public func run(mel: UnsafeBufferPointer<Float>, frames: Int, logits: UnsafeMutableBufferPointer<Float>,
+                    embedding: UnsafeMutableBufferPointer<Float>) {
+        precondition(frames >= 1 && frames <= maxFrames, "frames \(frames) outside 1...\(maxFrames)")
+        precondition(mel.count >= melBins * frames && logits.count >= numClasses && embedding.count >= embeddingSize)
+        s8_quantize_reference(input: mel, count: melBins * frames, scale: inputScale, zeroPoint: inputZeroPoint,
+                              output: melQ)
+        var rows = (melBins - 1) / 2 + 1, cols = (frames - 1) / 2 + 1
+        var x = mapA, y = mapB
+        stem.weights.withUnsafeBufferPointer { w in
+            stem.bias.withUnsafeBufferPointer { b in
+                s8_stem3x3s2_reference(input: UnsafeBufferPointer(melQ), height: melBins, width: frames,
+                                       inputZeroPoint: stem.inputZeroPoint, weights: w, bias: b, cout: stem.cout,
+                                       requant: stem.requant, output: x)
+            }
+        }
+        if let t = stem.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: x, count: rows * cols * stem.cout, table: $0) } }
+        debug("features.0.act", x, rows * cols * stem.cout)
+        for (bi, b) in blocks.enumerated() {
+            var dwIn = x
+            if let e = b.expand {
+                pointwise(e, input: x, pixels: rows * cols, output: mapC); dwIn = mapC
+                debug(names[bi][0], mapC, rows * cols * e.cout)
+            }
+            let d = b.depthwise
+            let orows = f32_conv_out_size(rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+            let ocols = f32_conv_out_size(cols, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+            if usesReferenceKernels {
+                d.weights.withUnsafeBufferPointer { w in
+                    d.bias.withUnsafeBufferPointer { bias in
+                        s8_dwconv_reference(input: UnsafeBufferPointer(dwIn), height: rows, width: cols, channels: d.cout,
+                                            inputZeroPoint: d.inputZeroPoint, weights: w, bias: bias, kernel: b.kernel,
+                                            stride: b.stride, dilation: b.dilation, requant: d.requant, output: mapD,
+                                            rows: 0..<orows)
+                    }
+                }
+            } else {
+                s8_center_int16(input: UnsafeBufferPointer(dwIn), pixels: rows * cols, channels: d.cout,
+                                zeroPoint: d.inputZeroPoint, centered: centered)
+                d.packed.withUnsafeBufferPointer { w in
+                    d.bias.withUnsafeBufferPointer { bias in
+                        s8_dwconv_simd16(centered: UnsafeBufferPointer(centered), height: rows, width: cols, channels: d.cout,
+                                         packed: w, bias: bias, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
+                                         requant: d.requant, output: mapD, rows: 0..<orows)
+                    }
+                }
+            }
+            let n = orows * ocols
+            if let t = d.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: mapD, count: n * d.cout, table: $0) } }
+            debug(names[bi][1], mapD, n * d.cout)
+            if let se = b.se { squeezeExcite(se, map: mapD, pixels: n, channels: d.cout, scale: b.seScale, zeroPoint: b.seZeroPoint) }
+            pointwise(b.project, input: mapD, pixels: n, output: y)
+            debug(names[bi][2], y, n * b.project.cout)
+            if let a = b.add {
+                s8_add_reference(a: UnsafeBufferPointer(y), b: UnsafeBufferPointer(x), count: n * b.project.cout,
+                                 params: a, output: y)
+                debug(names[bi][3], y, n * b.project.cout)
+            }
+            rows = orows; cols = ocols
+            swap(&x, &y)
+        }
+        let n = rows * cols, c = lastConv.cout
+        pointwise(lastConv, input: x, pixels: n, output: y)
+        debug(lastName, y, n * c)
+        // Global average pool: int32 sums; the embedding is their dequantized mean, the head input their requantization.
+        let m = S8Multiplier(Double(lastScale) / (Double(n) * poolScale))
+        s8_global_average_pool_reference(input: UnsafeBufferPointer(y), pixels: n, channels: c, inputZeroPoint: lastZeroPoint,
+                                         multiplier: m, outputZeroPoint: poolZeroPoint, sums: sums, output: pooled)
+        debug("pool", pooled, c)
+        let inv = lastScale / Float(n)
+        for ch in 0..<c { embedding[ch] = Float(sums[ch] - Int32(n) * lastZeroPoint) * inv }
+        var headIn = pooled
+        if let h = hidden { pointwise(h, input: pooled, pixels: 1, output: hiddenQ); headIn = hiddenQ }
+        out.weights.withUnsafeBufferPointer { w in
+            out.bias.withUnsafeBufferPointer { b in
+                outScales.withUnsafeBufferPointer { s in
+                    s8_linear_dequantize_reference(input: UnsafeBufferPointer(headIn), nin: out.cin, weights: w, bias: b,
+                                                   nout: out.cout, scales: s, output: logits)
+                }
+            }
+        }
+    }
+
+    /// Hands a tensor to `debugCapture` when set.
+    @inline(__always)
+    private func debug(_ name: String, _ t: UnsafeMutableBufferPointer<Int8>, _ count: Int) {
+        guard let cap = debugCapture, let q = quants[name] else { return }
+        cap(name, UnsafeBufferPointer(rebasing: t[0..<count]), count, q.0, q.1)
+    }
+
+    /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gate is applied to
+    /// the int8 map in Q15 (s8_gate_q15_reference), keeping the map's quantization.
+    private func squeezeExcite(_ se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float]),
+                               map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels e: Int,
+                               scale: Float, zeroPoint: Int32) {
+        s8_channel_sums_reference(input: UnsafeBufferPointer(map), pixels: pixels, channels: e, sums: sums)
+        let pooledF = floats, hiddenF = UnsafeMutableBufferPointer(rebasing: floats[e...])
+        let inv = scale / Float(pixels)
+        for c in 0..<e { pooledF[c] = Float(sums[c] - Int32(pixels) * zeroPoint) * inv }
+        se.fc1.withUnsafeBufferPointer { w in
+            for j in 0..<se.squeeze {
+                var a = se.b1[j]
+                for c in 0..<e { a += w[j * e + c] * pooledF[c] }
+                hiddenF[j] = max(a, 0)
+            }
+        }
+        se.fc2.withUnsafeBufferPointer { w in
+            for c in 0..<e {
+                var a = se.b2[c]
+                for j in 0..<se.squeeze { a += w[c * se.squeeze + j] * hiddenF[j] }
+                gate[c] = Int32((f32_sigmoid(a) * 32768).rounded())
+            }
+        }
+        s8_gate_q15_reference(map: map, pixels: pixels, channels: e, zeroPoint: zeroPoint, gate: UnsafeBufferPointer(gate))
+    }
+
+    /// Convenience form of `run` returning fresh arrays.
+    public func run(mel: [Float], frames: Int) -> (logits: [Float], embedding: [Float]) {
+        var logits = [Float](repeating: 0, count: numClasses)
+        var embedding = [Float](repeating: 0, count: embeddingSize)
+        mel.withUnsafeBufferPointer { m in
+            logits.withUnsafeMutableBufferPointer { l in
+                embedding.withUnsafeMutableBufferPointer { e in run(mel: m, frames: frames, logits: l, embedding: e) }
+            }
+        }
+        return (logits, embedding)
+    }
+}

@@ -1,0 +1,229 @@
+// The int8 model: integer weights, biases, scales, zero points and lookup tables by name, its safetensors file
+// (`format` = eartag.int8.v1) with validation at load, and `AnyModel`, which tells a float file from an int8 one.
+// The scheme is stated in docs/quantization.md; the tensor names and shapes are defined once here.
+import Foundation
+
+/// An int8-quantized MN model (produced by EarTagEngine's `Quantizer`, run by `Int8Engine`).
+public struct QuantizedModel: Sendable {
+    /// Value of the `format` metadata key.
+    public static let format = "eartag.int8.v1"
+    /// One-paragraph statement of the scheme, stored as metadata `eartag.scheme` (details: docs/quantization.md).
+    public static let scheme = "int8 weights symmetric per output channel (|q| <= 127); int8 activations asymmetric "
+        + "per tensor (real = scale * (q - zero_point)); int32 accumulation, 1x1-conv biases with the input zero point "
+        + "folded in; requantization by int32 multiplier and shift with one round-half-up; ReLU as a clamp, hardswish "
+        + "as a 256-entry int8 lookup table; residual add as two integer rescales; global average pool as int32 sum + "
+        + "requantization; squeeze-excitation in float on the pooled vector, gate applied in Q15; final Linear "
+        + "dequantized to float logits"
+
+    public var architecture: Architecture
+    public var frontend: FrontendSettings
+    public var labels: [Label]
+    public var name: String
+    public var sourceSHA256: String?
+    /// Every quantized tensor by name (see `expectedTensors`).
+    public var tensors: [String: SafetensorsTensor]
+
+    public init(architecture: Architecture, frontend: FrontendSettings, labels: [Label], name: String,
+                sourceSHA256: String?, tensors: [String: SafetensorsTensor]) {
+        self.architecture = architecture
+        self.frontend = frontend
+        self.labels = labels
+        self.name = name
+        self.sourceSHA256 = sourceSHA256
+        self.tensors = tensors
+    }
+
+    /// Dtype and shape of one expected tensor.
+    public struct Spec: Sendable, Equatable {
+        public var dtype: SafetensorsDType
+        public var shape: [Int]
+    }
+
+    /// Name prefixes of the int8 conv/linear layers, in run order, with their weight shape and whether a hardswish
+    /// table follows. Weight layouts: stem [9][cout], depthwise [k*k][c] (tap-major), 1x1 / linear [cout][cin].
+    public static func layers(_ a: Architecture) -> [(name: String, weight: [Int], hardswish: Bool)] {
+        var out: [(String, [Int], Bool)] = [("features.0", [9, a.stemChannels], true)]
+        for (i, b) in a.blocks.enumerated() {
+            let p = "features.\(i + 1)", hs = b.activation == .hardswish
+            if b.hasExpand { out.append(("\(p).expand", [b.expandedChannels, b.inputChannels], hs)) }
+            out.append(("\(p).depthwise", [b.kernel * b.kernel, b.expandedChannels], hs))
+            out.append(("\(p).project", [b.outputChannels, b.expandedChannels], false))
+        }
+        out.append(("features.\(a.blocks.count + 1)", [a.lastConvChannels, a.blocks.last?.outputChannels ?? a.stemChannels], true))
+        if a.head == .mlp, let h = a.headHiddenChannels {
+            out.append(("classifier.hidden", [h, a.lastConvChannels], true))
+            out.append(("classifier.out", [a.numClasses, h], false))
+        } else {
+            out.append(("classifier.out", [a.numClasses, a.lastConvChannels], false))
+        }
+        return out
+    }
+
+    /// Every tensor an int8 file of architecture `a` holds, by name.
+    public static func expectedTensors(_ a: Architecture) -> [String: Spec] {
+        var t: [String: Spec] = ["input.scale": Spec(dtype: .f32, shape: [1]),
+                                 "input.zero_point": Spec(dtype: .i32, shape: [1]),
+                                 "pool.scale": Spec(dtype: .f32, shape: [1]),
+                                 "pool.zero_point": Spec(dtype: .i32, shape: [1])]
+        for l in layers(a) {
+            let cout = l.name.hasSuffix("depthwise") || l.name == "features.0" ? l.weight[1] : l.weight[0]
+            t[l.name + ".weight"] = Spec(dtype: .i8, shape: l.weight)
+            t[l.name + ".weight_scale"] = Spec(dtype: .f32, shape: [cout])
+            t[l.name + ".bias"] = Spec(dtype: .i32, shape: [cout])
+            if l.name == "classifier.out" { continue }  // float logits: no output quantization
+            t[l.name + ".out_scale"] = Spec(dtype: .f32, shape: [1])
+            t[l.name + ".out_zero_point"] = Spec(dtype: .i32, shape: [1])
+            if l.hardswish {
+                t[l.name + ".act_lut"] = Spec(dtype: .i8, shape: [256])
+                t[l.name + ".act_scale"] = Spec(dtype: .f32, shape: [1])
+                t[l.name + ".act_zero_point"] = Spec(dtype: .i32, shape: [1])
+            }
+        }
+        for (i, b) in a.blocks.enumerated() {
+            let p = "features.\(i + 1)"
+            if let s = b.seChannels {
+                let e = b.expandedChannels
+                t["\(p).se.fc1.weight"] = Spec(dtype: .f32, shape: [s, e])
+                t["\(p).se.fc1.bias"] = Spec(dtype: .f32, shape: [s])
+                t["\(p).se.fc2.weight"] = Spec(dtype: .f32, shape: [e, s])
+                t["\(p).se.fc2.bias"] = Spec(dtype: .f32, shape: [e])
+            }
+            if b.hasResidual {
+                t["\(p).add.out_scale"] = Spec(dtype: .f32, shape: [1])
+                t["\(p).add.out_zero_point"] = Spec(dtype: .i32, shape: [1])
+            }
+        }
+        return t
+    }
+
+    /// Checks every tensor against `expectedTensors`: presence, dtype, shape, no extras; scales finite and > 0;
+    /// zero points in -128...127. Errors name the tensor.
+    public func validate(path: String) throws {
+        func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
+        guard labels.count == architecture.numClasses else {
+            throw bad("\(labels.count) labels but the architecture has \(architecture.numClasses) classes")
+        }
+        let expected = QuantizedModel.expectedTensors(architecture)
+        for (n, spec) in expected.sorted(by: { $0.key < $1.key }) {
+            guard let t = tensors[n] else { throw ModelError.missingTensor(path: path, tensor: n) }
+            guard t.dtype == spec.dtype else { throw bad("tensor '\(n)' is \(t.dtype.rawValue), expected \(spec.dtype.rawValue)") }
+            guard t.shape == spec.shape else {
+                throw ModelError.tensorShape(path: path, tensor: n, expected: spec.shape, actual: t.shape)
+            }
+            guard t.bytes.count == t.shape.reduce(1, *) * t.dtype.size else { throw bad("tensor '\(n)' has a wrong byte count") }
+            if n.hasSuffix("scale") {
+                for v in t.float32Values()! where !(v.isFinite && v > 0) {
+                    throw bad("tensor '\(n)' holds scale \(v); scales must be finite and > 0")
+                }
+            }
+            if n.hasSuffix("zero_point") {
+                for v in int32Values(t) where v < -128 || v > 127 {
+                    throw bad("tensor '\(n)' holds zero point \(v), outside -128...127")
+                }
+            }
+            if n.hasSuffix(".se.fc1.weight") || n.hasSuffix(".se.fc2.weight") || n.hasSuffix(".bias") && t.dtype == .f32 {
+                for v in t.float32Values()! where !v.isFinite { throw bad("tensor '\(n)' holds a non-finite value") }
+            }
+        }
+        if let extra = tensors.keys.sorted().first(where: { expected[$0] == nil }) {
+            throw ModelError.unexpectedTensor(path: path, tensor: extra)
+        }
+    }
+
+    /// Int8 values of tensor `name` (precondition: present with dtype I8; guaranteed after `validate`).
+    public func int8(_ name: String) -> [Int8] {
+        let t = tensors[name]!
+        precondition(t.dtype == .i8, "\(name) is not I8")
+        return t.bytes.map { Int8(bitPattern: $0) }
+    }
+
+    /// Int32 values of tensor `name` (precondition: I32).
+    public func int32(_ name: String) -> [Int32] {
+        let t = tensors[name]!
+        precondition(t.dtype == .i32, "\(name) is not I32")
+        return int32Values(t)
+    }
+
+    /// Float values of tensor `name` (precondition: F32).
+    public func float(_ name: String) -> [Float] { tensors[name]!.float32Values()! }
+
+    /// Writes the model as safetensors with its description in `__metadata__`.
+    public func save(to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        func json<T: Encodable>(_ v: T) throws -> String { String(decoding: try encoder.encode(v), as: UTF8.self) }
+        var m = ["format": QuantizedModel.format, "eartag.architecture": try json(architecture),
+                 "eartag.frontend": try json(frontend), "eartag.labels": try json(labels), "eartag.name": name,
+                 "eartag.scheme": QuantizedModel.scheme]
+        if let sha = sourceSHA256 { m["eartag.source_sha256"] = sha }
+        try SafetensorsFile(metadata: m, tensors: tensors).write(to: path)
+    }
+
+    /// Reads and validates an int8 model file.
+    public static func load(path: String) throws -> QuantizedModel {
+        try load(file: SafetensorsFile.read(path: path), path: path)
+    }
+
+    /// Validates an already parsed safetensors file as an int8 model.
+    static func load(file: SafetensorsFile, path: String) throws -> QuantizedModel {
+        func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
+        guard let f = file.metadata["format"] else { throw bad("metadata 'format' is missing (not an EarTag model file)") }
+        guard f == format else { throw bad("format '\(f)' is not '\(format)'") }
+        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
+            guard let s = file.metadata[key] else { throw bad("metadata '\(key)' is missing") }
+            do { return try JSONDecoder().decode(T.self, from: Data(s.utf8)) } catch {
+                throw bad("metadata '\(key)' is not valid: \(oneLine(error))")
+            }
+        }
+        let architecture = try decode(Architecture.self, "eartag.architecture")
+        guard architecture.family == "mn" else { throw bad("architecture family '\(architecture.family)' is not supported") }
+        guard let name = file.metadata["eartag.name"] else { throw bad("metadata 'eartag.name' is missing") }
+        let model = QuantizedModel(architecture: architecture, frontend: try decode(FrontendSettings.self, "eartag.frontend"),
+                                   labels: try decode([Label].self, "eartag.labels"), name: name,
+                                   sourceSHA256: file.metadata["eartag.source_sha256"], tensors: file.tensors)
+        try model.validate(path: path)
+        return model
+    }
+}
+
+/// Little-endian int32 values of a tensor's bytes.
+func int32Values(_ t: SafetensorsTensor) -> [Int32] {
+    (0..<(t.bytes.count / 4)).map { i in
+        Int32(bitPattern: UInt32(t.bytes[4 * i]) | UInt32(t.bytes[4 * i + 1]) << 8
+              | UInt32(t.bytes[4 * i + 2]) << 16 | UInt32(t.bytes[4 * i + 3]) << 24)
+    }
+}
+
+extension SafetensorsTensor {
+    /// An I8 tensor.
+    public init(int8 values: [Int8], shape: [Int]) {
+        self.init(dtype: .i8, shape: shape, bytes: values.map { UInt8(bitPattern: $0) })
+    }
+
+    /// An I32 tensor (little-endian).
+    public init(int32 values: [Int32], shape: [Int]) {
+        var b = [UInt8](); b.reserveCapacity(values.count * 4)
+        for v in values { let u = UInt32(bitPattern: v); b += [UInt8(u & 255), UInt8(u >> 8 & 255), UInt8(u >> 16 & 255), UInt8(u >> 24)] }
+        self.init(dtype: .i32, shape: shape, bytes: b)
+    }
+}
+
+/// A model file of either kind; the `format` metadata key says which.
+public enum AnyModel: Sendable {
+    case float(FloatModel)
+    case int8(QuantizedModel)
+
+    /// Loads and validates a float (`eartag.float.v1`) or int8 (`eartag.int8.v1`) model file.
+    public static func load(path: String) throws -> AnyModel {
+        let file = try SafetensorsFile.read(path: path)
+        switch file.metadata["format"] {
+        case QuantizedModel.format?: return .int8(try QuantizedModel.load(file: file, path: path))
+        default: return .float(try ModelFile.load(path: path))
+        }
+    }
+
+    /// The architecture of either kind.
+    public var architecture: Architecture {
+        switch self { case .float(let m): return m.architecture; case .int8(let m): return m.architecture }
+    }
+}
