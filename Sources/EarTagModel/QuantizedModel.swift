@@ -226,4 +226,19 @@ public enum AnyModel: Sendable {
     public var architecture: Architecture {
         switch self { case .float(let m): return m.architecture; case .int8(let m): return m.architecture }
     }
+
+    /// The frontend settings of either kind.
+    public var frontend: FrontendSettings {
+        switch self { case .float(let m): return m.frontend; case .int8(let m): return m.frontend }
+    }
+
+    /// The labels of either kind.
+    public var labels: [Label] {
+        switch self { case .float(let m): return m.labels; case .int8(let m): return m.labels }
+    }
+
+    /// The model's name, with ` (int8)` for a quantized one.
+    public var name: String {
+        switch self { case .float(let m): return m.name; case .int8(let m): return m.name + " (int8)" }
+    }
 }

@@ -55,11 +55,11 @@ public enum Bench {
     }
 
     /// Measures frontend and engine medians over `runs` runs after `warmup` unmeasured ones.
-    public static func run(model: FloatModel, threads: Int, runs: Int, warmup: Int = 3) throws -> BenchResult {
+    public static func run(model: AnyModel, threads: Int, runs: Int, warmup: Int = 3) throws -> BenchResult {
         let audio = syntheticClip(rate: model.frontend.sampleRate)
         let frontend = try LogMelFrontend(settings: model.frontend)
         var mel = try frontend.compute(audio)
-        let engine = try FloatEngine(model: model, maxFrames: mel.frames, threads: threads)
+        let engine = try makeEngine(model, maxFrames: mel.frames, threads: threads)
         var logits = [Float](repeating: 0, count: engine.numClasses)
         var embedding = [Float](repeating: 0, count: engine.embeddingSize)
         var frontendTimes: [Double] = []

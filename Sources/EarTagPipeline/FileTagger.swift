@@ -51,16 +51,16 @@ public enum TaggingError: Error, CustomStringConvertible, Equatable {
 
 /// Tags whole files with one loaded model; many files share the model, frontend and engine buffers.
 public final class FileTagger {
-    public let model: FloatModel
+    public let model: AnyModel
     public let threads: Int
     /// Longest input accepted, in seconds.
     public let maxDurationSeconds: Double
     private let frontend: LogMelFrontend
-    private var engine: FloatEngine?
+    private var engine: InferenceEngine?
     private var engineFrames = 0
 
     /// Prepares the frontend; the engine is prepared on first use and grown when a longer file arrives.
-    public init(model: FloatModel, threads: Int = 1, maxDurationSeconds: Double = 600) throws {
+    public init(model: AnyModel, threads: Int = 1, maxDurationSeconds: Double = 600) throws {
         self.model = model
         self.threads = threads
         self.maxDurationSeconds = maxDurationSeconds
@@ -98,13 +98,13 @@ public final class FileTagger {
     }
 
     /// Returns an engine sized for at least `frames`, re-preparing a larger one when needed.
-    private func engineFor(frames: Int) throws -> FloatEngine {
+    private func engineFor(frames: Int) throws -> InferenceEngine {
         if let e = engine, frames <= engineFrames { return e }
         // Round up to whole 10 s clips so a batch of similar files prepares once.
         let tenSeconds = model.frontend.sampleRate * 10 / model.frontend.hopLength + 1
         let size = max(frames, ((frames + tenSeconds - 1) / tenSeconds) * tenSeconds)
         engine = nil
-        let e = try FloatEngine(model: model, maxFrames: size, threads: threads)
+        let e = try makeEngine(model, maxFrames: size, threads: threads)
         engine = e
         engineFrames = size
         return e

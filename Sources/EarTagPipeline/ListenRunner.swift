@@ -87,7 +87,7 @@ public final class ListenRunner {
     private var service = ServiceState()
 
     /// Prepares the pipeline (model, frontend, engine, events); setup errors are thrown here.
-    public init(model: FloatModel, settings: StreamSettings, events: EventConfig?, printer: StreamRecordPrinter,
+    public init(model: AnyModel, settings: StreamSettings, events: EventConfig?, printer: StreamRecordPrinter,
                 out: LineWriter = LineWriter(), modelName: String = "model", notifier: SystemdNotifier = SystemdNotifier(),
                 diagnostics: @escaping (LogLevel, String) -> Void = { Log.write($1, level: $0) }) throws {
         let box = PrinterBox(printer)
@@ -320,7 +320,7 @@ final class ErrorBox: @unchecked Sendable {
 
 /// `eartag tag --window W --hop H`: the per-window records of one file through the live pipeline's processor.
 /// With `plotPath`, also writes an SVG of the file's spectrogram and its top labels' window scores.
-public func tagWindows(path: String, model: FloatModel, settings: StreamSettings, printer: StreamRecordPrinter,
+public func tagWindows(path: String, model: AnyModel, settings: StreamSettings, printer: StreamRecordPrinter,
                        maxDurationSeconds: Double, out: LineWriter, plotPath: String? = nil) throws {
     var s = settings
     s.printWindows = true

@@ -35,7 +35,7 @@ public enum ModelLocator {
     }
 
     /// Resolves and loads the model.
-    public static func load(_ explicit: String?) throws -> FloatModel {
-        try ModelFile.load(path: resolve(explicit))
+    public static func load(_ explicit: String?) throws -> AnyModel {
+        try AnyModel.load(path: resolve(explicit))
     }
 }

@@ -47,7 +47,7 @@ public struct StreamBenchResult: Sendable {
 
 extension Bench {
     /// Streams `seconds` of synthetic audio through the live processor as fast as it goes, one hop at a time.
-    public static func runStream(model: FloatModel, seconds: Double, windowSeconds: Double, hopSeconds: Double,
+    public static func runStream(model: AnyModel, seconds: Double, windowSeconds: Double, hopSeconds: Double,
                                  threads: Int) throws -> StreamBenchResult {
         var settings = StreamSettings()
         settings.windowSeconds = windowSeconds

@@ -40,7 +40,7 @@ public final class StreamProcessor {
     public let hopSamples: Int
     private let sampleRate: Int
     private let frontend: StreamingLogMel
-    private let engine: FloatEngine
+    private let engine: InferenceEngine
     private var detector: EventDetector?
     private let numClasses: Int
     private let emit: (StreamRecord) -> Void
@@ -64,7 +64,7 @@ public final class StreamProcessor {
     public private(set) var lastWindowEnd: Int64 = 0
 
     /// Validates the settings and prepares frontend, engine and detector for the model.
-    public init(model: FloatModel, settings: StreamSettings, events: EventConfig?,
+    public init(model: AnyModel, settings: StreamSettings, events: EventConfig?,
                 emit: @escaping (StreamRecord) -> Void) throws {
         self.settings = settings
         sampleRate = model.frontend.sampleRate
@@ -89,7 +89,7 @@ public final class StreamProcessor {
         let rate = Double(model.frontend.sampleRate)
         sampleLimit = settings.durationSeconds.map { Int64(($0 * rate).rounded()) }
         frontend = try StreamingLogMel(settings: model.frontend, windowSamples: w, hopSamples: h)
-        engine = try FloatEngine(model: model, maxFrames: frontend.framesPerWindow, threads: settings.threads)
+        engine = try makeEngine(model, maxFrames: frontend.framesPerWindow, threads: settings.threads)
         numClasses = model.architecture.numClasses
         detector = try events.map { try EventDetector(config: $0, numClasses: model.architecture.numClasses) }
         self.emit = emit

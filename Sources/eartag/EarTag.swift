@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import EarTagModel
+import EarTagEngine
 import EarTagPipeline
 
 /// Root command.
@@ -10,7 +11,7 @@ struct EarTag: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eartag",
         abstract: "Tag sounds with EfficientAT MobileNetV3 models (527 AudioSet classes).",
-        subcommands: [Tag.self, Listen.self, Devices.self, Import.self, Labels.self, Bench.self])
+        subcommands: [Tag.self, Listen.self, Devices.self, Import.self, Quantize.self, Labels.self, Bench.self])
 }
 
 /// The `--model` option shared by every command that runs a model.
@@ -20,7 +21,7 @@ struct ModelOptions: ParsableArguments {
     var model: String?
 
     /// Loads the model or exits with a one-line error.
-    func load() throws -> FloatModel {
+    func load() throws -> AnyModel {
         try fail { try ModelLocator.load(model) }
     }
 }
@@ -103,7 +104,7 @@ struct Tag: ParsableCommand {
     }
 
     /// `--window`/`--hop`: window records for each file through the streaming processor.
-    func runWindows(_ model: FloatModel) throws {
+    func runWindows(_ model: AnyModel) throws {
         var settings = StreamSettings()
         settings.windowSeconds = window ?? 10
         settings.hopSeconds = hop ?? 1
@@ -157,6 +158,46 @@ struct Import: ParsableCommand {
         let a = model.architecture
         emit("\(output): \(model.name), width \(a.widthMult), \(a.blocks.count) blocks, \(a.head.rawValue) head, "
              + "\(a.numClasses) classes, \(model.tensors.values.reduce(0) { $0 + $1.count }) parameters\n")
+    }
+}
+
+/// `eartag quantize`: post-training int8 quantization of a float model, calibrated on real audio.
+struct Quantize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Quantize a float model to int8, calibrating on audio files or folders (see docs/quantization.md).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(parsing: .upToNextOption, help: "Calibration audio: files and/or folders (searched recursively).")
+    var calibrate: [String] = []
+    @Option(name: .shortAndLong, help: "Output int8 model file (.safetensors).") var output: String
+    @Option(help: "Range choice: minmax, percentile (99.99) or mse.") var method: String = "minmax"
+    @Option(help: "At most this many calibration files.") var maxFiles: Int = 200
+
+    func validate() throws {
+        guard !calibrate.isEmpty else { throw ValidationError("give calibration audio with --calibrate FILE_OR_DIR...") }
+        guard ["minmax", "percentile", "mse"].contains(method) else {
+            throw ValidationError("--method must be minmax, percentile or mse (got '\(method)')")
+        }
+        guard maxFiles >= 1 else { throw ValidationError("--max-files must be at least 1") }
+    }
+
+    func run() throws {
+        guard case .float(let float) = try modelOptions.load() else {
+            printError("\((try? ModelLocator.resolve(modelOptions.model)) ?? "the model"): already an int8 model; "
+                       + "quantize a float model")
+            throw ExitCode(1)
+        }
+        let files = try fail { try Calibration.audioFiles(calibrate, limit: maxFiles) }
+        let mels = try fail { try Calibration.mels(files: files, frontend: float.frontend) { printError($0) } }
+        var options = QuantizerOptions()
+        switch method {
+        case "percentile": options.rangeMethod = .percentile(99.99)
+        case "mse": options.rangeMethod = .mse
+        default: options.rangeMethod = .minMax
+        }
+        let quantized = try fail { try Quantizer.quantize(float, calibration: mels, options: options) }
+        try fail { try quantized.save(to: output) }
+        emit("\(output): \(float.name) int8, calibrated on \(mels.count) windows from \(files.count) files\n")
     }
 }
 
