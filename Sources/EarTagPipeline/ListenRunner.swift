@@ -179,7 +179,7 @@ public final class ListenRunner {
         var buffer = [Float](repeating: 0, count: processor.hopSamples)
         buffer.withUnsafeMutableBufferPointer { buf in
             while !shouldStop {
-                _ = ring.waitForSamples(processor.hopSamples, timeout: .milliseconds(200))
+                _ = ring.waitForSamples(processor.hopSamples, timeout: .milliseconds(50))  // bounds SIGTERM-to-exit
                 let r = ring.read(into: buf)
                 if r.dropped > 0 { droppedSamples += r.dropped }
                 var busy = 0.0
