@@ -110,7 +110,7 @@ cleanup() {
     fi
 }
 trap 'cleanup; echo "== test-systemd: $failures failure(s)"; [ "$failures" = 0 ]' EXIT
-trap 'exit 130' INT TERM
+trap 'echo "FAIL: interrupted"; failures=$((failures + 1)); exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------------------------
 # The package, the model, the test audio and configuration.
@@ -164,7 +164,9 @@ grep -q '^device = "eartagtest"' "$conf" && grep -q '^length = 5.0' "$conf" && g
 
 exec 7<>"$FIFO"    # a writer from the start: the capture's open() of the FIFO does not block, its read()s do
 feed_start() {
-    setsid bash -c 'while cat "$0"; do :; done >&7' "$RAW" &
+    # The feeder writes through its own write-only descriptor: should this script die, the container's end and
+    # this script's fd 7 close, its writes fail (EPIPE) and the loop ends.
+    setsid bash -c 'exec 7>&-; while cat "$0"; do :; done > "$1"' "$RAW" "$FIFO" 2>/dev/null &
     FEEDER=$!
 }
 feed_stop() {
@@ -179,6 +181,13 @@ info "booting: systemd-nspawn -D $ROOT --boot (systemd as PID 1, own PID/mount/U
 systemd-nspawn -q -D "$ROOT" --boot --machine="$MACHINE" --register=no --keep-unit --console=passive \
     > "$CACHE/boot.log" 2>&1 &
 NSPAWN=$!
+# A guard halts the container should this script die without running its EXIT trap (SIGKILL; a SIGTERM landing
+# while bash waits for a command substitution was once seen to kill it outright).
+setsid bash -c 'while kill -0 "$0" 2>/dev/null; do sleep 1; done
+    alive() { [ "$(cat /proc/$1/comm 2>/dev/null)" = systemd-nspawn ]; }
+    alive "$1" || exit 0
+    kill -TERM "$1"; for i in $(seq 1 100); do alive "$1" || exit 0; sleep 0.1; done
+    kill -TERM "$1"; sleep 1; alive "$1" && kill -KILL "$1"' "$$" "$NSPAWN" < /dev/null > /dev/null 2>&1 &
 
 # The container's PID 1 as seen from here: the child of systemd-nspawn whose PID in its own namespace is 1.
 LEADER=""
