@@ -181,8 +181,7 @@ info "booting: systemd-nspawn -D $ROOT --boot (systemd as PID 1, own PID/mount/U
 systemd-nspawn -q -D "$ROOT" --boot --machine="$MACHINE" --register=no --keep-unit --console=passive \
     > "$CACHE/boot.log" 2>&1 &
 NSPAWN=$!
-# A guard halts the container should this script die without running its EXIT trap (SIGKILL; a SIGTERM landing
-# while bash waits for a command substitution was once seen to kill it outright).
+# A guard halts the container should this script die without running its EXIT trap (SIGKILL).
 setsid bash -c 'while kill -0 "$0" 2>/dev/null; do sleep 1; done
     alive() { [ "$(cat /proc/$1/comm 2>/dev/null)" = systemd-nspawn ]; }
     alive "$1" || exit 0
