@@ -15,7 +15,7 @@ TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
 .PHONY: deps build test test-tsan run clean install uninstall build-static deb verify-unit test-packaging \
-        clean-packaging
+        clean-packaging test-systemd
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
 deps:
@@ -169,3 +169,8 @@ test-packaging: deps
 ## clean-packaging: the static build and the package staging area (`clean` removes .build only).
 clean-packaging:
 	rm -rf build $(STATIC_SCRATCH)
+
+## test-systemd: eartag.service under a real systemd (debootstrap'ed root cached in .build-systemd, the package from
+# `make deb` installed in it, booted with systemd-nspawn; needs root). See docs/service.md.
+test-systemd: deb
+	systemd/test-real-systemd.sh $(DEB)
