@@ -20,7 +20,8 @@ MACHINE=eartagtest$$
 WATCHDOG_WAIT=${EARTAG_WATCHDOG_WAIT:-60}
 
 failures=0
-pass() { echo "PASS: $*"; }
+passes=0
+pass() { echo "PASS: $*"; passes=$((passes + 1)); }
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 info() { echo "---- $*"; }
 die() { echo "FAIL: $*"; failures=$((failures + 1)); exit 1; }
@@ -109,7 +110,7 @@ cleanup() {
         failures=$((failures + 1))
     fi
 }
-trap 'cleanup; echo "== test-systemd: $failures failure(s)"; [ "$failures" = 0 ]' EXIT
+trap 'cleanup; echo "test-systemd: $passes passed, $failures failed"; [ "$failures" = 0 ]' EXIT
 trap 'echo "FAIL: interrupted"; failures=$((failures + 1)); exit 130' INT TERM
 
 # ---------------------------------------------------------------------------------------------------------------
