@@ -39,7 +39,8 @@ test: deps
 
 ## test-tsan: the whole suite under ThreadSanitizer (optimised; its own build folder).
 test-tsan: deps
-	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --sanitize=thread --scratch-path .build-tsan
+	EARTAG_SANITIZER=thread $(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --sanitize=thread \
+	  --scratch-path .build-tsan
 
 $(RUN_MODEL): | build
 	@mkdir -p $(dir $(RUN_MODEL))

@@ -225,7 +225,10 @@ final class ServiceTests: CLITestCase {
             XCTAssertTrue(statuses.contains { $0.hasPrefix("STATUS=listening: stdin") && $0.contains(" windows, ")
                 && $0.contains("samples dropped") && $0.contains("real-time factor") }, "\(statuses)")
             XCTAssertEqual(status, 0, "\(address): exit status")
-            XCTAssertLessThan(exitTime, 1.0, "\(address): SIGTERM to exit")
+            // One second is the product's bound, asserted by `make test`; a sanitizer-instrumented binary
+            // (`make test-tsan` sets EARTAG_SANITIZER) runs its exit path several times slower.
+            let exitBound = ProcessInfo.processInfo.environment["EARTAG_SANITIZER"] == nil ? 1.0 : 3.0
+            XCTAssertLessThan(exitTime, exitBound, "\(address): SIGTERM to exit")
             let types = p.records.map { $0["type"] as? String ?? "?" }
             XCTAssertEqual(types.first, "start", "\(address): \(p.stdout)")
             XCTAssertEqual(types.last, "end", "\(address): the active event must be ended and flushed: \(p.stdout)")
