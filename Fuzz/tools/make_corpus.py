@@ -34,9 +34,10 @@ def state_dict(entries, wrap=None):
 def checkpoint(pickle, storages, top="archive"):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{top}/data.pkl", pickle)
-        for k, v in storages.items(): z.writestr(f"{top}/data/{k}", v)
-        z.writestr(f"{top}/version", b"3\n")
+        def w(name, data): z.writestr(zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0)), data)
+        w(f"{top}/data.pkl", pickle)
+        for k, v in storages.items(): w(f"{top}/data/{k}", v)
+        w(f"{top}/version", b"3\n")
     return buf.getvalue()
 
 f32 = lambda *v: struct.pack(f"<{len(v)}f", *v)
@@ -147,3 +148,27 @@ put("pcm_stream", "rf64_huge_size", b"\x00\x10" + wav(1, 1, 32000, 16, b"\x01\x0
 put("pcm_stream", "raw_s16", b"\x11\x41" + struct.pack("<6h", 1, 2, 3, -4, -5, 6))
 put("pcm_stream", "raw_f64_stereo", b"\x54\xc1" + struct.pack("<4d", 0.1, 0.2, -0.3, 1e300))
 put("pcm_stream", "raw_s24_odd", b"\x28\x42" + bytes(range(11)))
+
+# Regressions: inputs that crashed or over-allocated before their fix (Fuzz/regressions/<target>/).
+REG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "regressions")
+def reg(target, name, data):
+    d = os.path.join(REG, target); os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f: f.write(data)
+
+def long8(v): return b"\x8a\x08" + struct.pack("<q", v)
+def tensor_raw(key, numel, offset_op, shape_ops, stride_ops):
+    p = glob("torch._utils", "_rebuild_tensor_v2") + b"("
+    p += b"(" + s("storage") + glob("torch", "FloatStorage") + s(key) + s("cpu") + i1(numel) + b"tQ"
+    p += offset_op + b"(" + shape_ops + b"t(" + stride_ops + b"t" + b"\x89" + glob("collections", "OrderedDict") + b")R" + b"tR"
+    return p
+# A one-element storage viewed as 2^30 elements through a zero stride: 4 GiB of floats were allocated.
+reg("checkpoint", "zero_stride_huge.pt", checkpoint(state_dict([("w", tensor_raw("0", 1, i1(0), long8(1 << 30), i1(0)))]),
+                                                    {"0": f32(1)}))
+# Storage offset Int.max: offset + 1 trapped on overflow.
+reg("checkpoint", "offset_overflow.pt", checkpoint(state_dict([("w", tensor_raw("0", 1, long8(2**63 - 1), i1(1), i1(1)))]),
+                                                   {"0": f32(1)}))
+# 200 000 nested 1-tuples: freeing them recursed once per level and overflowed the stack.
+reg("pickle", "deep_tuple_nesting.pkl", b"N" + b"\x85" * 200000 + b".")
+# A list appended to itself (a reference cycle: leaked) and a dict changed after being nested.
+reg("pickle", "list_cycle.pkl", b"\x80\x02]q\x00h\x00a.")
+reg("pickle", "nested_then_changed.pkl", b"\x80\x02}q\x00]h\x00a0h\x00K\x01K\x02s.")

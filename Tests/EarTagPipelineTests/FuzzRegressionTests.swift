@@ -1,0 +1,22 @@
+import XCTest
+import EarTagModel
+@testable import EarTagPipeline
+import EarTagTestSupport
+
+/// Replays the `listen_config` fuzz seeds and regressions through the configuration parser (docs/robustness.md).
+final class ListenConfigFuzzRegressionTests: XCTestCase {
+    /// Checks: each input parses or throws a ListenConfigError, with and without labels.
+    func testConfigInputs() {
+        let labels = (0..<4).map { Label(index: $0, mid: "/m/\($0)", displayName: "Class \($0)") }
+        let inputs = FuzzInputs.files("listen_config")
+        XCTAssertFalse(inputs.isEmpty)
+        for (_, bytes) in inputs {
+            let text = String(decoding: bytes, as: UTF8.self)
+            _ = try? ListenConfig.parse(text, path: "/tmp/fuzz/listen.toml", labels: labels)
+            _ = try? ListenConfig.parse(text, path: "/tmp/fuzz/listen.toml", labels: nil)
+        }
+        let full = FuzzInputs.file("corpus/listen_config/full.toml") ?? []
+        XCTAssertEqual(try ListenConfig.parse(String(decoding: full, as: UTF8.self), path: "/etc/eartag/l.toml",
+                                              labels: labels).rate, 48000)
+    }
+}
