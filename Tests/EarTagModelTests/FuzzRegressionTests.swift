@@ -97,3 +97,11 @@ final class FuzzRegressionTests: XCTestCase {
                        ["Speech", "Dog", "Say \"hi\", then"])
     }
 }
+
+extension FuzzRegressionTests {
+    /// Checks: a `.npy` header whose shape has ")" before "(" is refused (it trapped on an inverted range).
+    func testNumpyShapeWithCloseBeforeOpenIsRefused() throws {
+        let bytes = try XCTUnwrap(FuzzInputs.file("regressions/npy/shape_close_before_open.npy"))
+        XCTAssertThrowsError(try NumpyArray.parse(bytes, name: "bad.npy"))
+    }
+}
