@@ -20,3 +20,13 @@ final class ListenConfigFuzzRegressionTests: XCTestCase {
                                               labels: labels).rate, 48000)
     }
 }
+
+extension ListenConfigFuzzRegressionTests {
+    /// Checks: a NUL byte in a key is refused with its line (TOMLKit's toml++ aborted the process on it).
+    func testControlCharacterIsRefused() throws {
+        let bytes = try XCTUnwrap(FuzzInputs.file("regressions/listen_config/nul_in_key.toml"))
+        XCTAssertThrowsError(try ListenConfig.parse(String(decoding: bytes, as: UTF8.self), path: "c.toml")) { e in
+            XCTAssertTrue("\(e)".contains("control character U+0000") && "\(e)".contains("c.toml:3"), "\(e)")
+        }
+    }
+}
