@@ -175,3 +175,57 @@ clean-packaging:
 # `make deb` installed in it, booted with systemd-nspawn; needs root). See docs/service.md.
 test-systemd: deb
 	systemd/test-real-systemd.sh $(DEB)
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fuzzing (see docs/robustness.md). Not run by .ci/run: the corpora and found crashes are replayed by the tests.
+# The library modules are built by SwiftPM with coverage instrumentation and ASan into $(FUZZ_SCRATCH); each target
+# Fuzz/<name>.swift (an LLVMFuzzerTestOneInput) is then linked against their objects with libFuzzer's main.
+FUZZ_SECONDS ?= 60
+FUZZ_SCRATCH := .build-fuzz/spm
+FUZZ_OUT := .build-fuzz/bin
+FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream
+FUZZ_FLAGS := -sanitize=fuzzer,address
+FUZZ_LIBS := -lsndfile -lsoxr -lasound -lfftw3f -lstdc++
+FUZZ_OPTS := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
+# TOMLKit (third-party) never frees the C++ table behind a TOMLTable: a few hundred bytes per configuration parsed
+# (once per process). LeakSanitizer would stop the run on the first input, so leaks are not checked for this target.
+FUZZ_OPTS_listen_config := -detect_leaks=0
+
+.PHONY: fuzz fuzz-build fuzz-libs fuzz-run-one
+
+## fuzz-libs: the EarTag library modules, instrumented (SwiftPM, release, its own scratch folder).
+fuzz-libs: deps
+	$(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address \
+	  -Xswiftc -enable-testing --target EarTagPipeline
+
+## fuzz-build: every fuzz binary under $(FUZZ_OUT).
+fuzz-build: fuzz-libs
+	@mkdir -p $(FUZZ_OUT)
+	@rel=$$($(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) --show-bin-path) && \
+	rm -rf .build-fuzz/objs && mkdir -p .build-fuzz/objs && \
+	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline \
+	        Atomics _AtomicsShims TOMLKit CTOML; do \
+	  find $$rel/$$m.build -name '*.o' -print0 | while IFS= read -r -d '' o; do \
+	    b=$$(basename "$$o"); ln -s "$$o" ".build-fuzz/objs/$$m-$${b//[^A-Za-z0-9_.-]/_}"; done; \
+	done && objs=$$(ls .build-fuzz/objs/*.o) && \
+	maps="" && for m in Sources/{CSndFile,CSoxr,CALSA,CFFTW}/module.modulemap $$rel/CTOML.build/module.modulemap \
+	        $(FUZZ_SCRATCH)/checkouts/swift-atomics/Sources/_AtomicsShims/include/module.modulemap; do \
+	  maps="$$maps -Xcc -fmodule-map-file=$$m"; done && \
+	for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz-build: $(FUZZ_OUT)/$$t"; \
+	  swiftc $(FUZZ_FLAGS) -O -parse-as-library -module-name Fuzz_$$t -I $$rel/Modules $$maps \
+	    Fuzz/$$t.swift $$objs $(FUZZ_LIBS) -o $(FUZZ_OUT)/$$t 2>&1 | { grep -v 'Cannot export local symbol' || true; }; \
+	  test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
+## fuzz: builds, then runs each target for FUZZ_SECONDS (default 60), one at a time.
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do $(MAKE) --no-print-directory fuzz-run-one T=$$t || exit 1; done
+
+# One target: new corpus entries go to .build-fuzz/corpus/<t> (Fuzz/corpus/<t> stays as committed); crash files
+# to .build-fuzz/artifacts/<t>/.
+fuzz-run-one:
+	@mkdir -p .build-fuzz/corpus/$(T) .build-fuzz/artifacts/$(T)
+	@echo "=== fuzz $(T) for $(FUZZ_SECONDS) s"
+	$(FUZZ_OUT)/$(T) $(FUZZ_OPTS) $(FUZZ_OPTS_$(T)) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.build-fuzz/artifacts/$(T)/ \
+	  .build-fuzz/corpus/$(T) Fuzz/corpus/$(T) $(wildcard Fuzz/regressions/$(T))

@@ -109,6 +109,9 @@ public final class LogMelFrontend {
 
     /// Builds the window, the sparse mel filterbank, the FFTW plan (ESTIMATE: instant and the same in every
     /// frontend, see `SplitComplexFFTPlan`) and scratch buffers.
+    /// Upper bounds on settings (EfficientAT uses 32000 Hz, nFFT 1024, 128 mels, hop 320).
+    public static let maxSampleRate = 768_000, maxFFT = 1 << 15, maxMels = 512, maxHop = 1 << 20
+
     public init(settings: FrontendSettings = .efficientAT) throws {
         let s = settings
         guard s.sampleRate > 0 else { throw FrontendError.invalidSettings("sampleRate must be positive") }
@@ -123,8 +126,17 @@ public final class LogMelFrontend {
         guard s.fmin >= 0, fmax > s.fmin, fmax <= nyquist else {
             throw FrontendError.invalidSettings("need 0 <= fmin < fmax <= sampleRate / 2")
         }
-        guard s.logOffset > 0 else { throw FrontendError.invalidSettings("logOffset must be positive") }
+        guard s.logOffset > 0, s.logOffset.isFinite else { throw FrontendError.invalidSettings("logOffset must be positive") }
         guard s.normDiv != 0 else { throw FrontendError.invalidSettings("normDiv must not be zero") }
+        // Settings come from model files written by strangers: bound what sizes buffers, and keep the arithmetic finite.
+        guard s.sampleRate <= Self.maxSampleRate, s.nFFT <= Self.maxFFT, s.nMels <= Self.maxMels,
+              s.hopLength <= Self.maxHop else {
+            throw FrontendError.invalidSettings("sampleRate <= \(Self.maxSampleRate), nFFT <= \(Self.maxFFT), "
+                                                + "nMels <= \(Self.maxMels) and hopLength <= \(Self.maxHop) are required")
+        }
+        guard [s.preemphasis, s.normAdd, s.normDiv].allSatisfy(\.isFinite) else {
+            throw FrontendError.invalidSettings("preemphasis, normAdd and normDiv must be finite")
+        }
 
         self.settings = s
         nFFT = s.nFFT

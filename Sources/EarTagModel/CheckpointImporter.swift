@@ -33,11 +33,23 @@ struct CheckpointReader {
 
     /// Largest element count of one tensor accepted.
     static let maxElements = 1 << 31
+    /// False only in the checkpoint fuzz target, so mutated pickles and storages are not all stopped by their CRC-32.
+    nonisolated(unsafe) static var verifyCRC = true
 
     /// Opens the checkpoint, runs the restricted unpickler and locates the state dict.
     init(path: String) throws {
+        try self.init(zip: try ZipArchive(path: path), path: path)
+    }
+
+    /// Parses checkpoint bytes held in memory; `path` names them in errors.
+    init(bytes: [UInt8], path: String) throws {
+        try self.init(zip: try ZipArchive(bytes: bytes, path: path), path: path)
+    }
+
+    /// Runs the restricted unpickler over an opened archive and locates the state dict.
+    private init(zip: ZipArchive, path: String) throws {
         self.path = path
-        zip = try ZipArchive(path: path)
+        self.zip = zip
         let pickles = zip.entries.filter { e in
             let parts = e.name.split(separator: "/", omittingEmptySubsequences: false)
             return parts.count == 2 && parts[1] == "data.pkl" && !parts[0].isEmpty
@@ -45,7 +57,7 @@ struct CheckpointReader {
         guard let pkl = pickles.first else { throw ModelError.missingEntry(path: path, entry: "*/data.pkl") }
         guard pickles.count == 1 else { throw ModelError.badZip(path: path, reason: "several */data.pkl entries") }
         top = String(pkl.name.dropLast("/data.pkl".count))
-        let root = try Unpickler(path: path).load(try zip.data(of: pkl))
+        let root = try Unpickler(path: path).load(try zip.data(of: pkl, verifyCRC: Self.verifyCRC))
         entries = try Self.stateDictEntries(root, path: path)
     }
 
@@ -103,7 +115,9 @@ struct CheckpointReader {
         }
         var needed = 0
         if count > 0 {
-            needed = t.offset + 1
+            let (first, o) = t.offset.addingReportingOverflow(1)
+            guard !o else { throw unsupported("storage offset overflows") }
+            needed = first
             for (s, st) in Swift.zip(t.shape, t.stride) {
                 let (p, o) = (s - 1).multipliedReportingOverflow(by: st)
                 let (q, o2) = needed.addingReportingOverflow(p)
@@ -113,10 +127,15 @@ struct CheckpointReader {
         }
         let entryName = "\(top)/data/\(t.storage.key)"
         guard let entry = zip.entry(named: entryName) else { throw ModelError.missingEntry(path: path, entry: entryName) }
-        let bytes = try zip.data(of: entry)
+        let bytes = try zip.data(of: entry, verifyCRC: Self.verifyCRC)
         let holds = min(bytes.count / dtype.size, t.storage.numel)
         guard needed <= holds else {
             throw ModelError.storageTooShort(path: path, tensor: name, needed: needed, storage: t.storage.key, holds: holds)
+        }
+        // Zero strides could make a one-element storage claim billions of elements: a tensor may not have more
+        // elements than its storage holds (torch.save writes parameters and buffers with their own storage).
+        guard count <= holds else {
+            throw unsupported("\(count) elements but its storage \(t.storage.key) holds only \(holds)")
         }
         var out = [Float](repeating: 0, count: count)
         if count == 0 { return Tensor(shape: t.shape, data: out) }
@@ -182,6 +201,11 @@ public enum CheckpointImporter {
     /// Reads a checkpoint's state dict as float32 tensors (`num_batches_tracked` dropped), without inference.
     public static func readStateDict(path: String) throws -> [String: Tensor] {
         try CheckpointReader(path: path).stateDict()
+    }
+
+    /// Reads a checkpoint's state dict from bytes held in memory; `name` names them in errors.
+    public static func readStateDict(bytes: [UInt8], name: String) throws -> [String: Tensor] {
+        try CheckpointReader(bytes: bytes, path: name).stateDict()
     }
 
     /// Imports a checkpoint: reads the state dict, infers and validates the architecture, attaches labels.

@@ -66,7 +66,8 @@ public struct NumpyArray: Sendable, Equatable {
         let fortran = try field(header, "fortran_order", name)
         guard fortran.hasPrefix("False") else { throw Error.unsupported(name, "Fortran order") }
         let shapeText = try field(header, "shape", name)
-        guard let open = shapeText.firstIndex(of: "("), let close = shapeText.firstIndex(of: ")") else {
+        // The ")" searched after the "(" (a ")" before it made an inverted range and trapped).
+        guard let open = shapeText.firstIndex(of: "("), let close = shapeText[open...].firstIndex(of: ")") else {
             throw Error.unsupported(name, "shape \(shapeText)")
         }
         var shape: [Int] = []

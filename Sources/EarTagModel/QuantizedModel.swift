@@ -215,10 +215,14 @@ public enum AnyModel: Sendable {
 
     /// Loads and validates a float (`eartag.float.v1`) or int8 (`eartag.int8.v1`) model file.
     public static func load(path: String) throws -> AnyModel {
-        let file = try SafetensorsFile.read(path: path)
+        try load(file: SafetensorsFile.read(path: path), path: path)
+    }
+
+    /// Validates an already parsed safetensors file as a model of either kind; `path` names it in errors.
+    static func load(file: SafetensorsFile, path: String) throws -> AnyModel {
         switch file.metadata["format"] {
         case QuantizedModel.format?: return .int8(try QuantizedModel.load(file: file, path: path))
-        default: return .float(try ModelFile.load(path: path))
+        default: return .float(try ModelFile.load(file: file, path: path))
         }
     }
 

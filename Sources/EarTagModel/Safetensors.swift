@@ -239,7 +239,11 @@ public enum ModelFile {
 
     /// Reads and validates a float model file (format, metadata, every tensor against the architecture).
     public static func load(path: String) throws -> FloatModel {
-        let file = try SafetensorsFile.read(path: path)
+        try load(file: SafetensorsFile.read(path: path), path: path)
+    }
+
+    /// Validates an already parsed safetensors file as a float model; `path` names it in errors.
+    static func load(file: SafetensorsFile, path: String) throws -> FloatModel {
         /// Model file error helper.
         func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
         guard let f = file.metadata["format"] else { throw bad("metadata 'format' is missing (not an EarTag model file)") }

@@ -6,6 +6,10 @@ import Foundation
 /// A mutable list built by the pickle (reference type, so memoized copies see later appends).
 final class PickleList {
     var items: [PickleValue] = []
+    /// Nesting depth (1 when it holds no container).
+    var depth = 1
+    /// True once it sits inside another value: it may no longer change (keeps depths exact and cycles out).
+    var nested = false
 }
 
 /// A mutable dict or OrderedDict built by the pickle, keeping insertion order.
@@ -13,6 +17,10 @@ final class PickleDict {
     var items: [(key: PickleValue, value: PickleValue)] = []
     /// State given by BUILD (an OrderedDict's `__dict__`, e.g. `_metadata`); kept but not interpreted.
     var state: PickleValue?
+    /// Nesting depth (1 when it holds no container).
+    var depth = 1
+    /// True once it sits inside another value: it may no longer change (keeps depths exact and cycles out).
+    var nested = false
 }
 
 /// A typed torch storage named by a persistent id: the bytes are the zip entry `<top>/data/<key>`.
@@ -69,6 +77,9 @@ struct Unpickler {
     static let maxStack = 1_000_000
     static let maxMarks = 10_000
     static let maxMemo = 1_000_000
+    /// Deepest nesting of containers accepted (a state dict needs about 5; freeing a value recurses per level, so a
+    /// pickle of a million nested tuples would overflow the stack).
+    static let maxDepth = 100
 
     /// Storage classes torch emits in persistent ids.
     static let storageTypes: Set<String> = [
@@ -95,8 +106,10 @@ struct Unpickler {
         let b = Array(data)
         var pos = 0
         var stack: [PickleValue] = []
+        /// Nesting depth of each stack value (tuples are immutable, so theirs is fixed when they are built).
+        var depths: [Int] = []
         var marks: [Int] = []
-        var memo: [Int: PickleValue] = [:]
+        var memo: [Int: (value: PickleValue, depth: Int)] = [:]
 
         /// Consumes n bytes.
         func read(_ n: Int) throws -> ArraySlice<UInt8> {
@@ -122,35 +135,66 @@ struct Unpickler {
             defer { pos = nl + 1 }
             return String(decoding: b[pos..<nl], as: UTF8.self)
         }
+        /// Current nesting depth of a value whose depth was `recorded` (lists and dicts keep their own).
+        func depth(_ v: PickleValue, _ recorded: Int) -> Int {
+            switch v {
+            case .list(let l): return l.depth
+            case .dict(let d): return d.depth
+            default: return recorded
+            }
+        }
+        /// Marks values as placed inside a container and returns the container's depth (deepest item + 1).
+        func nest(_ items: [PickleValue], _ itemDepths: [Int]) throws -> Int {
+            var deepest = 0
+            for (v, d) in Swift.zip(items, itemDepths) {
+                deepest = max(deepest, depth(v, d))
+                if case .list(let l) = v { l.nested = true } else if case .dict(let x) = v { x.nested = true }
+            }
+            guard deepest < Self.maxDepth else { throw bad("containers nested deeper than \(Self.maxDepth) at offset \(pos)") }
+            return deepest + 1
+        }
         /// Pushes onto the bounded stack.
-        func push(_ v: PickleValue) throws {
+        func push(_ v: PickleValue, depth d: Int = 1) throws {
             guard stack.count < Self.maxStack else { throw bad("stack larger than \(Self.maxStack)") }
             stack.append(v)
+            depths.append(d)
         }
         /// Pops, refusing to cross the innermost mark.
-        func pop() throws -> PickleValue {
-            guard let v = stack.popLast() else { throw bad("stack underflow at offset \(pos)") }
+        func popEntry() throws -> (value: PickleValue, depth: Int) {
+            guard let v = stack.popLast(), let d = depths.popLast() else { throw bad("stack underflow at offset \(pos)") }
             if let m = marks.last, stack.count < m { throw bad("stack popped past a mark at offset \(pos)") }
-            return v
+            return (v, depth(v, d))
         }
-        /// Pops everything above the innermost mark.
-        func popMark() throws -> [PickleValue] {
+        func pop() throws -> PickleValue { try popEntry().value }
+        /// Pops everything above the innermost mark, with their depths.
+        func popMarkEntries() throws -> (items: [PickleValue], depths: [Int]) {
             guard let m = marks.popLast() else { throw bad("no mark at offset \(pos)") }
             guard m <= stack.count else { throw bad("mark beyond stack at offset \(pos)") }
             let items = Array(stack[m...])
+            let d = Array(depths[m...])
             stack.removeSubrange(m...)
-            return items
+            depths.removeSubrange(m...)
+            return (items, d)
+        }
+        func popMark() throws -> [PickleValue] { try popMarkEntries().items }
+        /// Pushes a tuple of these items.
+        func pushTuple(_ items: [PickleValue], _ itemDepths: [Int]) throws {
+            try push(.tuple(items), depth: try nest(items, itemDepths))
+        }
+        /// Refuses to change a container that already sits inside another value.
+        func mutable(_ nested: Bool, _ what: String) throws {
+            guard !nested else { throw bad("\(what) on a container already placed inside another, at offset \(pos)") }
         }
         /// Memoizes the top of the stack.
         func put(_ index: Int) throws {
-            guard let top = stack.last else { throw bad("memo put with an empty stack at offset \(pos)") }
+            guard let top = stack.last, let d = depths.last else { throw bad("memo put with an empty stack at offset \(pos)") }
             guard memo.count < Self.maxMemo || memo[index] != nil else { throw bad("memo larger than \(Self.maxMemo)") }
-            memo[index] = top
+            memo[index] = (top, d)
         }
         /// Pushes a memoized value.
         func get(_ index: Int) throws {
             guard let v = memo[index] else { throw bad("memo key \(index) not found at offset \(pos)") }
-            try push(v)
+            try push(v.value, depth: v.depth)
         }
         /// Pushes an allowed global or refuses it (never imported).
         func global(_ module: String, _ name: String) throws {
@@ -160,12 +204,17 @@ struct Unpickler {
             try push(.global(module: module, name: name))
         }
         /// Adds key/value pairs to the dict below them.
-        func setItems(_ pairs: [PickleValue]) throws {
+        func setItems(_ pairs: [PickleValue], _ pairDepths: [Int]) throws {
             guard pairs.count % 2 == 0 else { throw bad("odd number of items for SETITEMS") }
             guard case .dict(let d) = try pop() else { throw bad("SETITEM(S) on a non-dict") }
+            try mutable(d.nested, "SETITEM(S)")
+            guard !pairs.contains(where: { if case .dict(let x) = $0 { return x === d }; return false }) else {
+                throw bad("a dict set into itself at offset \(pos)")
+            }
+            d.depth = max(d.depth, try nest(pairs, pairDepths))
             var i = 0
             while i < pairs.count { d.items.append((pairs[i], pairs[i + 1])); i += 2 }
-            try push(.dict(d))
+            try push(.dict(d), depth: d.depth)
         }
         /// Decodes UTF-8 text.
         func string(_ bytes: ArraySlice<UInt8>) throws -> String {
@@ -190,8 +239,8 @@ struct Unpickler {
             case 0x30: _ = try pop() // POP
             case 0x31: _ = try popMark() // POP_MARK
             case 0x32: // DUP
-                guard let top = stack.last else { throw bad("DUP on an empty stack") }
-                try push(top)
+                guard let top = stack.last, let d = depths.last else { throw bad("DUP on an empty stack") }
+                try push(top, depth: d)
             case 0x63: // GLOBAL
                 let module = try line()
                 let name = try line()
@@ -203,29 +252,36 @@ struct Unpickler {
                 try global(m, n)
             case 0x7D: try push(.dict(PickleDict())) // EMPTY_DICT
             case 0x64: // DICT
-                let items = try popMark()
+                let (items, itemDepths) = try popMarkEntries()
                 let d = PickleDict()
                 guard items.count % 2 == 0 else { throw bad("odd number of items for DICT") }
+                d.depth = try nest(items, itemDepths)
                 var i = 0
                 while i < items.count { d.items.append((items[i], items[i + 1])); i += 2 }
-                try push(.dict(d))
+                try push(.dict(d), depth: d.depth)
             case 0x29: try push(.tuple([])) // EMPTY_TUPLE
-            case 0x74: try push(.tuple(try popMark())) // TUPLE
-            case 0x85: let a = try pop(); try push(.tuple([a])) // TUPLE1
-            case 0x86: let b2 = try pop(); let a = try pop(); try push(.tuple([a, b2])) // TUPLE2
-            case 0x87: let c = try pop(); let b2 = try pop(); let a = try pop(); try push(.tuple([a, b2, c])) // TUPLE3
+            case 0x74: let (items, d) = try popMarkEntries(); try pushTuple(items, d) // TUPLE
+            case 0x85: let a = try popEntry(); try pushTuple([a.value], [a.depth]) // TUPLE1
+            case 0x86: let b2 = try popEntry(); let a = try popEntry(); try pushTuple([a.value, b2.value], [a.depth, b2.depth]) // TUPLE2
+            case 0x87: // TUPLE3
+                let c = try popEntry(); let b2 = try popEntry(); let a = try popEntry()
+                try pushTuple([a.value, b2.value, c.value], [a.depth, b2.depth, c.depth])
             case 0x5D: try push(.list(PickleList())) // EMPTY_LIST
-            case 0x6C: let l = PickleList(); l.items = try popMark(); try push(.list(l)) // LIST
-            case 0x61: // APPEND
-                let v = try pop()
-                guard case .list(let l) = try pop() else { throw bad("APPEND on a non-list") }
-                l.items.append(v)
-                try push(.list(l))
-            case 0x65: // APPENDS
-                let items = try popMark()
-                guard case .list(let l) = try pop() else { throw bad("APPENDS on a non-list") }
+            case 0x6C: // LIST
+                let (items, d) = try popMarkEntries()
+                let l = PickleList(); l.depth = try nest(items, d); l.items = items
+                try push(.list(l), depth: l.depth)
+            case 0x61, 0x65: // APPEND, APPENDS
+                var (items, d) = ([PickleValue](), [Int]())
+                if op == 0x61 { let e = try popEntry(); (items, d) = ([e.value], [e.depth]) } else { (items, d) = try popMarkEntries() }
+                guard case .list(let l) = try pop() else { throw bad("APPEND(S) on a non-list") }
+                try mutable(l.nested, "APPEND(S)")
+                guard !items.contains(where: { if case .list(let x) = $0 { return x === l }; return false }) else {
+                    throw bad("a list appended to itself at offset \(pos)")
+                }
+                l.depth = max(l.depth, try nest(items, d))
                 l.items.append(contentsOf: items)
-                try push(.list(l))
+                try push(.list(l), depth: l.depth)
             case 0x58: try push(.string(try string(try read(try length(4))))) // BINUNICODE
             case 0x8C: try push(.string(try string(try read(try length(1))))) // SHORT_BINUNICODE
             case 0x8D: try push(.string(try string(try read(try length(8))))) // BINUNICODE8
@@ -254,25 +310,29 @@ struct Unpickler {
             case 0x94: try put(memo.count) // MEMOIZE
             case 0x68: try get(Int(try uint(1))) // BINGET
             case 0x6A: try get(Int(try uint(4))) // LONG_BINGET
-            case 0x51: try push(try persistentLoad(try pop())) // BINPERSID
+            case 0x51: try push(try persistentLoad(try pop())) // BINPERSID (a storage: no nesting)
             case 0x52: // REDUCE
                 let args = try pop()
                 let callable = try pop()
                 try push(try reduce(callable, args))
             case 0x62: // BUILD
-                let state = try pop()
+                let state = try popEntry()
                 let obj = try pop()
                 switch obj {
-                case .dict(let d): d.state = state
-                case .tensor: break // _rebuild_tensor_v2 results carry no Python state we need.
+                case .dict(let d):
+                    try mutable(d.nested, "BUILD")
+                    if case .dict(let x) = state.value, x === d { throw bad("a dict given itself as state at offset \(opOffset)") }
+                    d.depth = max(d.depth, try nest([state.value], [state.depth]))
+                    d.state = state.value
+                    try push(obj, depth: d.depth)
+                case .tensor: try push(obj) // _rebuild_tensor_v2 results carry no Python state we need.
                 default: throw bad("BUILD on an unsupported object at offset \(opOffset)")
                 }
-                try push(obj)
             case 0x73: // SETITEM
-                let v = try pop()
-                let k = try pop()
-                try setItems([k, v])
-            case 0x75: try setItems(try popMark()) // SETITEMS
+                let v = try popEntry()
+                let k = try popEntry()
+                try setItems([k.value, v.value], [k.depth, v.depth])
+            case 0x75: let (items, d) = try popMarkEntries(); try setItems(items, d) // SETITEMS
             default:
                 throw bad(String(format: "unsupported opcode 0x%02x at offset %d", Int(op), opOffset))
             }

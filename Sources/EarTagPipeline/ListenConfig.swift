@@ -104,6 +104,16 @@ public enum ListenConfig {
     /// Parses configuration text; relative file paths in it are resolved against the directory of `path`.
     public static func parse(_ text: String, path: String, labels: [Label]? = nil) throws -> ListenFileSettings {
         let lines = KeyLines(text)
+        // TOML allows no control character but tab and line ends; TOMLKit's parser (toml++) hits an assertion and
+        // aborts the process on some (a NUL in a key), so they are refused here first.
+        var lineNumber = 1
+        for u in text.unicodeScalars {
+            if u == "\n" { lineNumber += 1; continue }
+            if (u.value < 0x20 && u != "\t" && u != "\r") || u.value == 0x7F {
+                throw ListenConfigError(path: path, line: lineNumber,
+                                        reason: String(format: "control character U+%04X is not allowed in TOML", u.value))
+            }
+        }
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ListenConfigError(path: path, line: max(1, e.source.begin.line), reason: e.description)
