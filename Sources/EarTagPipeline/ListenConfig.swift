@@ -101,6 +101,44 @@ public enum ListenConfig {
         return try parse(text, path: path, labels: labels)
     }
 
+    /// Refuses non-ASCII characters outside strings and comments. TOML's bare keys and table names are ASCII, and
+    /// toml++ (inside TOMLKit) aborts the process on an assertion for some such input (found by the `listen_config`
+    /// fuzz target: `Fuzz/regressions/listen_config/nonascii_table_header.toml`), so they are refused here first.
+    static func refuseNonASCIIOutsideStrings(_ text: String, path: String) throws {
+        enum State { case normal, comment, basic, literal, multiBasic, multiLiteral }
+        var state = State.normal
+        var line = 1
+        let u = Array(text.unicodeScalars)
+        var i = 0
+        /// True when the three scalars at `i` are `q`.
+        func triple(_ q: Unicode.Scalar) -> Bool { i + 2 < u.count && u[i] == q && u[i + 1] == q && u[i + 2] == q }
+        while i < u.count {
+            let c = u[i]
+            if c == "\n" {
+                line += 1
+                if state == .comment || state == .basic || state == .literal { state = .normal }
+                i += 1
+                continue
+            }
+            switch state {
+            case .normal:
+                if c == "#" { state = .comment } else if triple("\"") { state = .multiBasic; i += 2 }
+                else if triple("'") { state = .multiLiteral; i += 2 } else if c == "\"" { state = .basic }
+                else if c == "'" { state = .literal } else if c.value > 0x7F {
+                    throw ListenConfigError(path: path, line: line,
+                                            reason: String(format: "non-ASCII character U+%04X outside a string or comment",
+                                                           c.value))
+                }
+            case .comment: break
+            case .basic: if c == "\\" { i += 1 } else if c == "\"" { state = .normal }
+            case .literal: if c == "'" { state = .normal }
+            case .multiBasic: if c == "\\" { i += 1 } else if triple("\"") { state = .normal; i += 2 }
+            case .multiLiteral: if triple("'") { state = .normal; i += 2 }
+            }
+            i += 1
+        }
+    }
+
     /// Parses configuration text; relative file paths in it are resolved against the directory of `path`.
     public static func parse(_ text: String, path: String, labels: [Label]? = nil) throws -> ListenFileSettings {
         let lines = KeyLines(text)
@@ -114,6 +152,7 @@ public enum ListenConfig {
                                         reason: String(format: "control character U+%04X is not allowed in TOML", u.value))
             }
         }
+        try refuseNonASCIIOutsideStrings(text, path: path)
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
             throw ListenConfigError(path: path, line: max(1, e.source.begin.line), reason: e.description)

@@ -30,3 +30,23 @@ extension ListenConfigFuzzRegressionTests {
         }
     }
 }
+
+extension ListenConfigFuzzRegressionTests {
+    /// Checks: non-ASCII outside strings (a table header) is refused with its line (toml++ aborted the process on it);
+    /// non-ASCII inside strings and comments is still accepted.
+    func testNonASCIIOutsideStringsIsRefused() throws {
+        let bytes = try XCTUnwrap(FuzzInputs.file("regressions/listen_config/nonascii_table_header.toml"))
+        XCTAssertThrowsError(try ListenConfig.parse(String(decoding: bytes, as: UTF8.self), path: "c.toml")) { e in
+            XCTAssertTrue("\(e)".contains("non-ASCII character U+FFFD") && "\(e)".contains("c.toml:2"), "\(e)")
+        }
+        XCTAssertThrowsError(try ListenConfig.parse("[windowé]\nlength = 5\n", path: "d.toml")) { e in
+            XCTAssertTrue("\(e)".contains("d.toml:1"), "\(e)")
+        }
+        let ok = "# café, naïve \u{1F50A}\n[output]\nformat = \"jsonl\" # ünïcode\n[events]\nlabels = [\"Café ☕\"]\n"
+        XCTAssertThrowsError(try ListenConfig.parse(ok, path: "e.toml", labels: [])) { e in
+            // Parsed past the pre-scan: the only complaint is the unknown label.
+            XCTAssertTrue("\(e)".contains("Café ☕") && !"\(e)".contains("non-ASCII"), "\(e)")
+        }
+        XCTAssertNoThrow(try ListenConfig.parse(ok, path: "e.toml"))
+    }
+}
