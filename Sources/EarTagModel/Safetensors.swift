@@ -191,8 +191,8 @@ public struct SafetensorsFile: Sendable, Equatable {
     }
 }
 
-/// A JSON string literal.
-func jsonString(_ s: String) -> String {
+/// A JSON string literal with the escapes RFC 8259 requires (used for metadata and for EarTag's outputs).
+public func jsonString(_ s: String) -> String {
     var out = "\""
     for u in s.unicodeScalars {
         switch u {

@@ -73,23 +73,6 @@ func jsonTopEntry(_ label: Label, score: Float) -> String {
         + "\"score\":\(jsonNumber(score))}"
 }
 
-/// A JSON string literal with the escapes RFC 8259 requires.
-public func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        case _ where u.value < 0x20: out += String(format: "\\u%04x", u.value)
-        default: out.unicodeScalars.append(u)
-        }
-    }
-    return out + "\""
-}
-
 /// A JSON number: shortest round-trip form of a finite value, `null` for NaN or infinity.
 public func jsonNumber<F: BinaryFloatingPoint & LosslessStringConvertible>(_ v: F) -> String {
     guard v.isFinite else { return "null" }
