@@ -166,21 +166,9 @@ public struct QuantizedModel: Sendable {
 
     /// Validates an already parsed safetensors file as an int8 model.
     static func load(file: SafetensorsFile, path: String) throws -> QuantizedModel {
-        func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
-        guard let f = file.metadata["format"] else { throw bad("metadata 'format' is missing (not an EarTag model file)") }
-        guard f == format else { throw bad("format '\(f)' is not '\(format)'") }
-        func decode<T: Decodable>(_ type: T.Type, _ key: String) throws -> T {
-            guard let s = file.metadata[key] else { throw bad("metadata '\(key)' is missing") }
-            do { return try JSONDecoder().decode(T.self, from: Data(s.utf8)) } catch {
-                throw bad("metadata '\(key)' is not valid: \(oneLine(error))")
-            }
-        }
-        let architecture = try decode(Architecture.self, "eartag.architecture")
-        guard architecture.family == "mn" else { throw bad("architecture family '\(architecture.family)' is not supported") }
-        guard let name = file.metadata["eartag.name"] else { throw bad("metadata 'eartag.name' is missing") }
-        let model = QuantizedModel(architecture: architecture, frontend: try decode(FrontendSettings.self, "eartag.frontend"),
-                                   labels: try decode([Label].self, "eartag.labels"), name: name,
-                                   sourceSHA256: file.metadata["eartag.source_sha256"], tensors: file.tensors)
+        let meta = try ModelMetadata(file: file, path: path, format: format)
+        let model = QuantizedModel(architecture: meta.architecture, frontend: meta.frontend, labels: meta.labels,
+                                   name: meta.name, sourceSHA256: meta.sourceSHA256, tensors: file.tensors)
         try model.validate(path: path)
         return model
     }

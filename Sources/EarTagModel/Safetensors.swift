@@ -244,6 +244,34 @@ public enum ModelFile {
 
     /// Validates an already parsed safetensors file as a float model; `path` names it in errors.
     static func load(file: SafetensorsFile, path: String) throws -> FloatModel {
+        let meta = try ModelMetadata(file: file, path: path, format: format)
+        let (architecture, labels) = (meta.architecture, meta.labels)
+        /// Model file error helper.
+        func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
+        guard labels.count == architecture.numClasses else {
+            throw bad("\(labels.count) labels but the architecture has \(architecture.numClasses) classes")
+        }
+        try architecture.validate(tensorShapes: file.tensors.mapValues(\.shape), path: path)
+        var tensors: [String: Tensor] = [:]
+        for (n, t) in file.tensors {
+            guard let values = t.float32Values() else { throw bad("tensor '\(n)' is \(t.dtype.rawValue), expected F32") }
+            tensors[n] = Tensor(shape: t.shape, data: values)
+        }
+        return FloatModel(architecture: architecture, frontend: meta.frontend, labels: labels, tensors: tensors,
+                          sourceSHA256: meta.sourceSHA256, name: meta.name)
+    }
+}
+
+/// The `__metadata__` every EarTag model file carries, float or int8, read and checked in one place.
+struct ModelMetadata {
+    let architecture: Architecture
+    let frontend: FrontendSettings
+    let labels: [Label]
+    let name: String
+    let sourceSHA256: String?
+
+    /// Checks `format` and decodes the architecture (family "mn"), frontend, labels and name.
+    init(file: SafetensorsFile, path: String, format: String) throws {
         /// Model file error helper.
         func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
         guard let f = file.metadata["format"] else { throw bad("metadata 'format' is missing (not an EarTag model file)") }
@@ -255,21 +283,12 @@ public enum ModelFile {
                 throw bad("metadata '\(key)' is not valid: \(oneLine(error))")
             }
         }
-        let architecture = try decode(Architecture.self, "eartag.architecture")
-        let frontend = try decode(FrontendSettings.self, "eartag.frontend")
-        let labels = try decode([Label].self, "eartag.labels")
-        guard let name = file.metadata["eartag.name"] else { throw bad("metadata 'eartag.name' is missing") }
+        architecture = try decode(Architecture.self, "eartag.architecture")
+        frontend = try decode(FrontendSettings.self, "eartag.frontend")
+        labels = try decode([Label].self, "eartag.labels")
+        guard let n = file.metadata["eartag.name"] else { throw bad("metadata 'eartag.name' is missing") }
+        name = n
         guard architecture.family == "mn" else { throw bad("architecture family '\(architecture.family)' is not supported") }
-        guard labels.count == architecture.numClasses else {
-            throw bad("\(labels.count) labels but the architecture has \(architecture.numClasses) classes")
-        }
-        try architecture.validate(tensorShapes: file.tensors.mapValues(\.shape), path: path)
-        var tensors: [String: Tensor] = [:]
-        for (n, t) in file.tensors {
-            guard let values = t.float32Values() else { throw bad("tensor '\(n)' is \(t.dtype.rawValue), expected F32") }
-            tensors[n] = Tensor(shape: t.shape, data: values)
-        }
-        return FloatModel(architecture: architecture, frontend: frontend, labels: labels, tensors: tensors,
-                          sourceSHA256: file.metadata["eartag.source_sha256"], name: name)
+        sourceSHA256 = file.metadata["eartag.source_sha256"]
     }
 }
