@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "eartag", targets: ["eartag"]),
+        .executable(name: "eartag-train", targets: ["eartag-train"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -45,6 +46,15 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Offline tools: the distillation trainer and its executable (never linked into `eartag`).
+        .target(name: "EarTagTraining",
+                dependencies: ["EarTagModel", "EarTagFrontend", "EarTagAudio", "EarTagKernels", "EarTagEngine"],
+                swiftSettings: kernelSettings),
+        .executableTarget(name: "eartag-train", dependencies: [
+            "EarTagTraining", "EarTagPipeline", "EarTagModel", "EarTagEngine",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
         // Tests mirror modules; EarTagTestSupport finds ../shared/reference and reads golden files.
         .target(name: "EarTagTestSupport", dependencies: ["EarTagModel"], path: "Tests/EarTagTestSupport"),
         .testTarget(name: "EarTagAudioTests", dependencies: ["EarTagAudio", "EarTagTestSupport"]),
@@ -56,6 +66,7 @@ let package = Package(
                     dependencies: ["EarTagEngine", "EarTagModel", "EarTagKernels", "EarTagTestSupport"]),
         .testTarget(name: "EarTagEventsTests", dependencies: ["EarTagEvents", "EarTagTestSupport"]),
         .testTarget(name: "EarTagPipelineTests", dependencies: ["EarTagPipeline", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagTrainingTests", dependencies: ["EarTagTraining", "EarTagTestSupport"]),
         .testTarget(name: "EarTagCLITests", dependencies: ["eartag", "EarTagModel", "EarTagTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
