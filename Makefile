@@ -14,7 +14,7 @@ RELEASE_FLAGS := -c release $(CPU_FLAGS)
 TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
-.PHONY: deps build test test-tsan run clean install uninstall build-static deb verify-unit test-packaging \
+.PHONY: deps build test test-tsan test-asan run clean install uninstall build-static deb verify-unit test-packaging \
         clean-packaging test-systemd
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
@@ -41,6 +41,12 @@ test: deps
 test-tsan: deps
 	EARTAG_SANITIZER=thread $(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --sanitize=thread \
 	  --scratch-path .build-tsan
+
+## test-asan: the whole suite under AddressSanitizer (optimised; its own build folder). The binaries the CLI tests
+## run are built with ASan too, so their bad-input paths are checked as well.
+test-asan: deps
+	EARTAG_SANITIZER=address ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+	  $(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --sanitize=address --scratch-path .build-asan
 
 $(RUN_MODEL): | build
 	@mkdir -p $(dir $(RUN_MODEL))

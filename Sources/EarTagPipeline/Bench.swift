@@ -13,6 +13,10 @@ public struct BenchResult: Sendable {
     public var engineMsPer10s: Double
     public var macsPerClip: Int
     public var peakRSSMB: Double
+    /// Frames of the mel the engine ran on (1000 for 10 s of audio).
+    public var frames: Int = 1000
+    /// Where the engine's input came from: `synthetic` or the `.npy` file given with `--mel`.
+    public var melSource: String = "synthetic"
 
     /// Giga multiply-accumulates per second the engine time implies.
     public var gmacsPerSecond: Double { Double(macsPerClip) / (engineMsPer10s * 1e-3) / 1e9 }
@@ -24,7 +28,8 @@ public struct BenchResult: Sendable {
         "{\"model\":\(jsonString(model)),\"threads\":\(threads),\"runs\":\(runs),"
             + "\"frontend_ms_per_10s\":\(fmt(frontendMsPer10s)),\"engine_ms_per_10s\":\(fmt(engineMsPer10s)),"
             + "\"macs_per_10s\":\(macsPerClip),\"gmacs_per_s\":\(fmt(gmacsPerSecond)),"
-            + "\"real_time_factor\":\(fmt(realTimeFactor)),\"peak_rss_mb\":\(fmt(peakRSSMB))}"
+            + "\"real_time_factor\":\(fmt(realTimeFactor)),\"peak_rss_mb\":\(fmt(peakRSSMB)),"
+            + "\"frames\":\(frames),\"engine_ms\":\(fmt(engineMsPer10s)),\"mel\":\(jsonString(melSource))}"
     }
 
     /// Human-readable lines.
@@ -32,13 +37,31 @@ public struct BenchResult: Sendable {
         """
         model: \(model)  threads: \(threads)  runs: \(runs) (median)
         frontend: \(fmt(frontendMsPer10s)) ms per 10 s clip
-        engine:   \(fmt(engineMsPer10s)) ms per 10 s clip  (\(fmt(Double(macsPerClip) / 1e6)) MMAC, \
+        engine:   \(fmt(engineMsPer10s)) ms per \(frames == 1000 ? "10 s clip" : "\(frames) frames")  (\(fmt(Double(macsPerClip) / 1e6)) MMAC, \
         \(fmt(gmacsPerSecond)) GMAC/s)
         real-time factor: \(fmt(realTimeFactor))x  peak RSS: \(fmt(peakRSSMB)) MB
         """
     }
 
     private func fmt(_ v: Double) -> String { String(format: "%.3f", v) }
+}
+
+/// Why a benchmark input was refused.
+public enum BenchError: Error, CustomStringConvertible, Equatable {
+    /// The `.npy` file is not a 2-D `[bins][frames]` array (leading 1s allowed).
+    case melShape(String, [Int])
+    /// More frames were asked for than the file holds.
+    case melFrames(String, Int, Int)
+    /// The mel has a different number of bins than the model's frontend.
+    case melBins(String, Int, Int)
+
+    public var description: String {
+        switch self {
+        case let .melShape(p, s): return "\(p): expected a mel of shape [bins, frames] (leading 1s allowed), got \(s)"
+        case let .melFrames(p, k, t): return "\(p): --frames \(k) is outside 1...\(t), the frames the file holds"
+        case let .melBins(p, b, m): return "\(p): the mel has \(b) bins, the model expects \(m)"
+        }
+    }
 }
 
 /// Runs the benchmark on a deterministic synthetic 10 s clip.
@@ -55,10 +78,18 @@ public enum Bench {
     }
 
     /// Measures frontend and engine medians over `runs` runs after `warmup` unmeasured ones.
-    public static func run(model: AnyModel, threads: Int, runs: Int, warmup: Int = 3) throws -> BenchResult {
+    ///
+    /// The frontend always runs on the synthetic 10 s clip; the engine runs on `input` when given (a mel read with
+    /// `loadMel`, so that another engine can be timed on the same values), else on that clip's mel.
+    public static func run(model: AnyModel, threads: Int, runs: Int, warmup: Int = 3,
+                           input: (mel: MelSpectrogram, source: String)? = nil) throws -> BenchResult {
         let audio = syntheticClip(rate: model.frontend.sampleRate)
         let frontend = try LogMelFrontend(settings: model.frontend)
-        var mel = try frontend.compute(audio)
+        let synthetic = try frontend.compute(audio)
+        let mel = input?.mel ?? synthetic
+        guard mel.bins == model.frontend.nMels else {
+            throw BenchError.melBins(input?.source ?? "synthetic", mel.bins, model.frontend.nMels)
+        }
         let engine = try makeEngine(model, maxFrames: mel.frames, threads: threads)
         var logits = [Float](repeating: 0, count: engine.numClasses)
         var embedding = [Float](repeating: 0, count: engine.embeddingSize)
@@ -66,7 +97,7 @@ public enum Bench {
         var engineTimes: [Double] = []
         for i in 0..<(warmup + runs) {
             let t0 = now()
-            mel = try frontend.compute(audio)
+            _ = try frontend.compute(audio)
             let t1 = now()
             mel.data.withUnsafeBufferPointer { m in
                 logits.withUnsafeMutableBufferPointer { l in
@@ -83,7 +114,26 @@ public enum Bench {
         }
         return BenchResult(model: model.name, threads: threads, runs: runs,
                            frontendMsPer10s: median(frontendTimes) * 1e3, engineMsPer10s: median(engineTimes) * 1e3,
-                           macsPerClip: engine.multiplyAccumulates(frames: mel.frames), peakRSSMB: peakRSSMegabytes())
+                           macsPerClip: engine.multiplyAccumulates(frames: mel.frames), peakRSSMB: peakRSSMegabytes(),
+                           frames: mel.frames, melSource: input?.source ?? "synthetic")
+    }
+
+    /// Reads a model input mel from a `.npy` file (`[bins][frames]`, optionally with leading 1s, as EfficientAT's
+    /// `(1, 1, 128, T)`), keeping the first `frames` frames when given.
+    public static func loadMel(path: String, frames: Int?) throws -> MelSpectrogram {
+        let a = try NumpyArray.read(path: path)
+        let dims = Array(a.shape.drop(while: { $0 == 1 }))
+        guard dims.count == 2, dims[0] > 0, dims[1] > 0 else {
+            throw BenchError.melShape(path, a.shape)
+        }
+        let bins = dims[0], total = dims[1]
+        let keep = frames ?? total
+        guard keep >= 1, keep <= total else { throw BenchError.melFrames(path, keep, total) }
+        var data = [Float](repeating: 0, count: bins * keep)
+        for b in 0..<bins {
+            for f in 0..<keep { data[b * keep + f] = a.data[b * total + f] }
+        }
+        return MelSpectrogram(bins: bins, frames: keep, data: data)
     }
 
     /// Monotonic time in seconds.

@@ -236,11 +236,17 @@ struct Bench: ParsableCommand {
     @Option(help: "With --stream: seconds of audio to stream.") var seconds: Double = 600
     @Option(help: "With --stream: window length in seconds.") var window: Double = 10
     @Option(help: "With --stream: hop in seconds.") var hop: Double = 1
+    @Option(help: ArgumentHelp("Time the engine on this mel (.npy, [bins, frames]) instead of the synthetic clip's.",
+                               valueName: "MEL.npy"))
+    var mel: String?
+    @Option(help: "With --mel: use only the first N frames (100 frames = 1 s).") var frames: Int?
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         guard seconds > 0 else { throw ValidationError("--seconds must be positive") }
+        if frames != nil && mel == nil { throw ValidationError("--frames needs --mel") }
+        if stream && mel != nil { throw ValidationError("--mel does not apply to --stream") }
     }
 
     func run() throws {
@@ -253,7 +259,11 @@ struct Bench: ParsableCommand {
             emit((json ? r.json : r.text) + "\n")
             return
         }
-        let result = try fail { try EarTagPipeline.Bench.run(model: model, threads: threads, runs: runs) }
+        let input = try mel.map { path in (try fail { try EarTagPipeline.Bench.loadMel(path: path, frames: frames) }, path) }
+        let result = try fail {
+            try EarTagPipeline.Bench.run(model: model, threads: threads, runs: runs,
+                                         input: input.map { (mel: $0.0, source: $0.1) })
+        }
         emit((json ? result.json : result.text) + "\n")
     }
 }

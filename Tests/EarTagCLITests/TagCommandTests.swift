@@ -1,6 +1,7 @@
 // End-to-end: `eartag import` then `eartag tag` on the reference recordings, against EfficientAT's golden top-10.
 import Foundation
 import XCTest
+import EarTagModel
 import EarTagTestSupport
 
 /// Parses a golden `*.top10.txt` (`Label: 0.727` lines; labels may contain ': ').
@@ -85,5 +86,38 @@ final class TagCommandTests: CLITestCase {
         for key in ["frontend_ms_per_10s", "engine_ms_per_10s", "gmacs_per_s", "peak_rss_mb"] {
             XCTAssertNotNil(obj[key] as? Double, key)
         }
+    }
+
+    /// `eartag bench --mel` times the engine on a given mel (EfficientAT's (128, T) layout), cropped by `--frames`.
+    func testBenchOnGivenMel() throws {
+        let model = try importedModel()
+        let mel = try Reference.path("golden/speech.mel.npy")
+        let r = try run(["bench", "--model", model, "--runs", "1", "--mel", mel, "--frames", "100", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertEqual(obj["frames"] as? Int, 100)
+        XCTAssertEqual(obj["mel"] as? String, mel)
+        XCTAssertNotNil(obj["engine_ms"] as? Double)
+    }
+
+    /// Bad `--mel` inputs: one-line errors naming the file; `--frames` alone is refused.
+    func testBenchBadMel() throws {
+        let model = try importedModel()
+        let dir = try makeTemporaryDirectory("eartag-bench-mel")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cube = dir.appendingPathComponent("cube.npy").path
+        try NumpyArray(shape: [2, 3, 4], data: [Float](repeating: 0, count: 24)).write(path: cube)
+        let narrow = dir.appendingPathComponent("narrow.npy").path
+        try NumpyArray(shape: [64, 10], data: [Float](repeating: 0, count: 640)).write(path: narrow)
+        let mel = try Reference.path("golden/speech.mel.npy")
+        let missing = dir.appendingPathComponent("missing.npy").path
+        for (args, subject) in [(["--mel", cube], cube), (["--mel", narrow], narrow), (["--mel", missing], missing),
+                                (["--mel", mel, "--frames", "1001"], mel)] {
+            let r = try run(["bench", "--model", model, "--runs", "1"] + args)
+            assertOneLineError(r, naming: subject)
+        }
+        let r = try run(["bench", "--model", model, "--frames", "100"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--frames needs --mel"), r.stderr)
     }
 }
