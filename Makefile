@@ -193,9 +193,6 @@ FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_strea
 FUZZ_FLAGS := -sanitize=fuzzer,address
 FUZZ_LIBS := -lsndfile -lsoxr -lasound -lfftw3f -lstdc++
 FUZZ_OPTS := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
-# TOMLKit (third-party) never frees the C++ table behind a TOMLTable: a few hundred bytes per configuration parsed
-# (once per process). LeakSanitizer would stop the run on the first input, so leaks are not checked for this target.
-FUZZ_OPTS_listen_config := -detect_leaks=0
 
 .PHONY: fuzz fuzz-build fuzz-libs fuzz-run-one
 
@@ -210,11 +207,11 @@ fuzz-build: fuzz-libs
 	@rel=$$($(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) --show-bin-path) && \
 	rm -rf .build-fuzz/objs && mkdir -p .build-fuzz/objs && \
 	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline \
-	        Atomics _AtomicsShims TOMLKit CTOML; do \
+	        Atomics _AtomicsShims; do \
 	  find $$rel/$$m.build -name '*.o' -print0 | while IFS= read -r -d '' o; do \
 	    b=$$(basename "$$o"); ln -s "$$o" ".build-fuzz/objs/$$m-$${b//[^A-Za-z0-9_.-]/_}"; done; \
 	done && objs=$$(ls .build-fuzz/objs/*.o) && \
-	maps="" && for m in Sources/{CSndFile,CSoxr,CALSA,CFFTW}/module.modulemap $$rel/CTOML.build/module.modulemap \
+	maps="" && for m in Sources/{CSndFile,CSoxr,CALSA,CFFTW}/module.modulemap \
 	        $(FUZZ_SCRATCH)/checkouts/swift-atomics/Sources/_AtomicsShims/include/module.modulemap; do \
 	  maps="$$maps -Xcc -fmodule-map-file=$$m"; done && \
 	for t in $(FUZZ_TARGETS); do \

@@ -15,7 +15,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-atomics", from: "1.2.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         // System libraries: each is imported by exactly one Swift module.
@@ -39,8 +38,7 @@ let package = Package(
         .target(name: "EarTagEvents", dependencies: ["EarTagModel"]),
         .target(name: "EarTagPipeline",
                 dependencies: ["EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents",
-                               .product(name: "Atomics", package: "swift-atomics"),
-                               .product(name: "TOMLKit", package: "TOMLKit")]),
+                               .product(name: "Atomics", package: "swift-atomics")]),
         .executableTarget(name: "eartag", dependencies: [
             "EarTagPipeline", "EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

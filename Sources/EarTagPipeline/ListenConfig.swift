@@ -1,6 +1,5 @@
 // `eartag listen --config FILE`: the TOML configuration file, parsed into optional settings with line-exact errors.
 import Foundation
-import TOMLKit
 import EarTagAudio
 import EarTagEvents
 import EarTagModel
@@ -101,63 +100,12 @@ public enum ListenConfig {
         return try parse(text, path: path, labels: labels)
     }
 
-    /// Refuses non-ASCII characters outside strings and comments. TOML's bare keys and table names are ASCII, and
-    /// toml++ (inside TOMLKit) aborts the process on an assertion for some such input (found by the `listen_config`
-    /// fuzz target: `Fuzz/regressions/listen_config/nonascii_table_header.toml`), so they are refused here first.
-    static func refuseNonASCIIOutsideStrings(_ text: String, path: String) throws {
-        enum State { case normal, comment, basic, literal, multiBasic, multiLiteral }
-        var state = State.normal
-        var line = 1
-        let u = Array(text.unicodeScalars)
-        var i = 0
-        /// True when the three scalars at `i` are `q`.
-        func triple(_ q: Unicode.Scalar) -> Bool { i + 2 < u.count && u[i] == q && u[i + 1] == q && u[i + 2] == q }
-        while i < u.count {
-            let c = u[i]
-            if c == "\n" {
-                line += 1
-                if state == .comment || state == .basic || state == .literal { state = .normal }
-                i += 1
-                continue
-            }
-            switch state {
-            case .normal:
-                if c == "#" { state = .comment } else if triple("\"") { state = .multiBasic; i += 2 }
-                else if triple("'") { state = .multiLiteral; i += 2 } else if c == "\"" { state = .basic }
-                else if c == "'" { state = .literal } else if c.value > 0x7F {
-                    throw ListenConfigError(path: path, line: line,
-                                            reason: String(format: "non-ASCII character U+%04X outside a string or comment",
-                                                           c.value))
-                }
-            case .comment: break
-            case .basic: if c == "\\" { i += 1 } else if c == "\"" { state = .normal }
-            case .literal: if c == "'" { state = .normal }
-            case .multiBasic: if c == "\\" { i += 1 } else if triple("\"") { state = .normal; i += 2 }
-            case .multiLiteral: if triple("'") { state = .normal; i += 2 }
-            }
-            i += 1
-        }
-    }
-
     /// Parses configuration text; relative file paths in it are resolved against the directory of `path`.
     public static func parse(_ text: String, path: String, labels: [Label]? = nil) throws -> ListenFileSettings {
         let lines = KeyLines(text)
-        // TOML allows no control character but tab and line ends; TOMLKit's parser (toml++) hits an assertion and
-        // aborts the process on some (a NUL in a key), so they are refused here first.
-        var lineNumber = 1
-        for u in text.unicodeScalars {
-            if u == "\n" { lineNumber += 1; continue }
-            if (u.value < 0x20 && u != "\t" && u != "\r") || u.value == 0x7F {
-                throw ListenConfigError(path: path, line: lineNumber,
-                                        reason: String(format: "control character U+%04X is not allowed in TOML", u.value))
-            }
-        }
-        try refuseNonASCIIOutsideStrings(text, path: path)
         let table: TOMLTable
-        do { table = try TOMLTable(string: text) } catch let e as TOMLParseError {
-            throw ListenConfigError(path: path, line: max(1, e.source.begin.line), reason: e.description)
-        } catch {
-            throw ListenConfigError(path: path, line: 1, reason: "not a TOML file")
+        do { table = try TOML.parse(text) } catch let e as TOMLError {
+            throw ListenConfigError(path: path, line: e.line, reason: e.reason)
         }
         var reader = Reader(path: path, lines: lines)
         var s = ListenFileSettings()
@@ -288,17 +236,7 @@ public enum ListenConfig {
         }
 
         /// The TOML type name used in messages.
-        func typeName(_ v: TOMLValueConvertible) -> String {
-            switch v.type {
-            case .int: return "an integer"
-            case .double: return "a number"
-            case .string: return "a string"
-            case .bool: return "a boolean"
-            case .array: return "an array"
-            case .table: return "a table"
-            default: return "a date or time"
-            }
-        }
+        func typeName(_ v: TOMLValue) -> String { v.typeName }
 
         /// A string value, or nil when the key is absent.
         func string(_ key: String, nonEmpty: Bool = false) throws -> String? {
@@ -352,7 +290,7 @@ public enum ListenConfig {
     }
 }
 
-/// Line numbers of table headers and keys, found by scanning the text (TOMLKit does not report them).
+/// Line numbers of table headers and keys, found by scanning the text (the parsed tables do not carry them).
 struct KeyLines {
     /// First line of every dotted key path (`["events", "threshold"]` -> 12; tables by their own path).
     private var lines: [[String]: Int] = [:]
