@@ -15,7 +15,7 @@ TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
 .PHONY: deps build test test-tsan run clean install uninstall build-static deb verify-unit test-packaging \
-        clean-packaging test-systemd
+        clean-packaging test-systemd corpus
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
 deps:
@@ -31,6 +31,13 @@ deps:
 ## build: release build of the eartag binary.
 build: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag
+
+## corpus: the distillation corpus from Debian's sound packages (apt-get download + dpkg -x, nothing installed)
+# into .build/corpus/$(CORPUS_SIZE)/ (clips/ and manifest.csv); CORPUS_SIZE=small is the few-hundred-clip variant.
+CORPUS_SIZE ?= full
+corpus: deps
+	$(SWIFT) build $(TEST_FLAGS) --product eartag-train
+	tools/make-corpus --size $(CORPUS_SIZE) --train-tool .build/release/eartag-train
 
 ## test: every test, optimised (numeric code is 10-100x slower in debug builds).
 test: deps
@@ -183,7 +190,7 @@ test-systemd: deb
 FUZZ_SECONDS ?= 60
 FUZZ_SCRATCH := .build-fuzz/spm
 FUZZ_OUT := .build-fuzz/bin
-FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream
+FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream teacher_store
 FUZZ_FLAGS := -sanitize=fuzzer,address
 FUZZ_LIBS := -lsndfile -lsoxr -lasound -lfftw3f -lstdc++
 FUZZ_OPTS := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
@@ -197,13 +204,15 @@ FUZZ_OPTS_listen_config := -detect_leaks=0
 fuzz-libs: deps
 	$(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address \
 	  -Xswiftc -enable-testing --target EarTagPipeline
+	$(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address \
+	  -Xswiftc -enable-testing --target EarTagTraining
 
 ## fuzz-build: every fuzz binary under $(FUZZ_OUT).
 fuzz-build: fuzz-libs
 	@mkdir -p $(FUZZ_OUT)
 	@rel=$$($(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) --show-bin-path) && \
 	rm -rf .build-fuzz/objs && mkdir -p .build-fuzz/objs && \
-	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline \
+	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline EarTagTraining \
 	        Atomics _AtomicsShims TOMLKit CTOML; do \
 	  find $$rel/$$m.build -name '*.o' -print0 | while IFS= read -r -d '' o; do \
 	    b=$$(basename "$$o"); ln -s "$$o" ".build-fuzz/objs/$$m-$${b//[^A-Za-z0-9_.-]/_}"; done; \

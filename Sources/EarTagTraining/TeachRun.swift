@@ -48,7 +48,8 @@ public final class TeachRun {
     }
 
     /// Runs (or resumes, or recognises as finished) the store; `warn` gets one line per skipped clip, `progress`
-    /// the clips done so far and the total.
+    /// the clips done so far and the total. A `logits` error skips that clip, except `CancellationError`, which
+    /// stops the run resumably.
     public func run(logits: LogitsFunction, warn: (String) -> Void,
                     progress: (Int, Int) -> Void = { _, _ in }) throws -> TeachSummary {
         try createDirectory()
@@ -63,6 +64,8 @@ public final class TeachRun {
             let values: [Float]
             do {
                 values = try logits(try corpus.waveform(clip), clip)
+            } catch let stop as CancellationError {
+                throw stop  // the caller stops the run; the progress kept so far is resumed by the next run
             } catch {
                 let reason = String(describing: error).split(whereSeparator: \.isNewline).joined(separator: " ")
                 warn("\(clip.name): skipped, the teacher has no row for it: \(reason)")
