@@ -75,6 +75,9 @@ UNITDIR ?= /lib/systemd/system
 CONFDIR ?= /etc/eartag
 # The binary `make install` copies; `make deb` passes the static-stdlib build instead.
 INSTALL_BIN ?= $(BIN)
+# The offline tools (`eartag teach|train` run them), installed when built beside INSTALL_BIN
+# (`swift build -c release --product eartag-train`); the .deb (the device's package) leaves them out.
+INSTALL_TRAIN_BIN ?= $(dir $(INSTALL_BIN))eartag-train
 WEIGHTS := Weights/default.safetensors
 # The unit and the example configuration name /usr/bin and /usr/share: rewritten for the installed prefix.
 UNIT_SED := -e 's|^ExecStart=/usr/bin/eartag |ExecStart=$(BINDIR)/eartag |' \
@@ -86,6 +89,10 @@ CONF_SED := -e 's|"/usr/share/eartag/default.safetensors"|"$(DATADIR)/default.sa
 install:
 	@test -x "$(INSTALL_BIN)" || { echo "install: $(INSTALL_BIN) is missing: run 'make build' first" >&2; exit 1; }
 	install -D -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(BINDIR)/eartag"
+	@if [ -x "$(INSTALL_TRAIN_BIN)" ]; then \
+	  echo "install -D -m 0755 $(INSTALL_TRAIN_BIN) $(DESTDIR)$(BINDIR)/eartag-train"; \
+	  install -D -m 0755 "$(INSTALL_TRAIN_BIN)" "$(DESTDIR)$(BINDIR)/eartag-train"; \
+	else echo "install: no $(INSTALL_TRAIN_BIN): eartag teach/train need it (swift build -c release --product eartag-train)"; fi
 	@mkdir -p "$(DESTDIR)$(UNITDIR)"
 	sed $(UNIT_SED) systemd/eartag.service > "$(DESTDIR)$(UNITDIR)/eartag.service"
 	chmod 0644 "$(DESTDIR)$(UNITDIR)/eartag.service"
@@ -105,7 +112,7 @@ install:
 
 ## uninstall: removes what install put; the config only when it is still the unmodified example.
 uninstall:
-	rm -f "$(DESTDIR)$(BINDIR)/eartag" "$(DESTDIR)$(UNITDIR)/eartag.service" \
+	rm -f "$(DESTDIR)$(BINDIR)/eartag" "$(DESTDIR)$(BINDIR)/eartag-train" "$(DESTDIR)$(UNITDIR)/eartag.service" \
 	  "$(DESTDIR)$(DATADIR)/default.safetensors" "$(DESTDIR)$(DOCDIR)/service.md"
 	@conf="$(DESTDIR)$(CONFDIR)/eartag.toml"; \
 	if [ -e "$$conf" ]; then \
@@ -137,7 +144,8 @@ build-static: deps
 ## deb: build/eartag_<version>_<arch>.deb from a tree staged by `make install DESTDIR=... PREFIX=/usr`.
 deb: build-static
 	rm -rf "$(DEB_STAGE)" build/eartag_*.deb && mkdir -p "$(DEB_STAGE)/DEBIAN"
-	$(MAKE) --no-print-directory install DESTDIR="$(abspath $(DEB_STAGE))" PREFIX=/usr INSTALL_BIN="$(STATIC_BIN)"
+	$(MAKE) --no-print-directory install DESTDIR="$(abspath $(DEB_STAGE))" PREFIX=/usr INSTALL_BIN="$(STATIC_BIN)" \
+	  INSTALL_TRAIN_BIN=
 	strip --strip-unneeded "$(DEB_STAGE)/usr/bin/eartag"
 	@if ldd "$(DEB_STAGE)/usr/bin/eartag" | grep -q '/opt/swift\|libswift\|not found'; then \
 	  ldd "$(DEB_STAGE)/usr/bin/eartag" >&2; echo "deb: the binary still needs the Swift toolchain's libraries" >&2; exit 1; fi

@@ -24,8 +24,8 @@ enum TrainingTool {
     /// Execs `eartag-train SUBCOMMAND ARGUMENTS...`; returns only when it cannot, after a one-line error.
     static func exec(_ subcommand: String, _ arguments: [String]) -> Never {
         guard let tool = candidates().first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            printError("\(subcommand): \(name) is not installed (looked beside eartag and on PATH): install it with"
-                + " `make install` (installs eartag and \(name)) or build it with `swift build -c release --product \(name)`")
+            printError("\(subcommand): \(name) is not installed (looked beside eartag and on PATH): build it with"
+                + " `swift build -c release --product \(name)`, then `make install` installs it beside eartag")
             exit(1)
         }
         let argv = [name, subcommand] + arguments
