@@ -210,7 +210,8 @@ public final class CorpusData: TrainingData {
     }
 }
 
-/// The on-disk cache of decoded waveforms: one raw little-endian float32 file per clip, written atomically.
+/// The on-disk cache of decoded waveforms: one raw float32 file per clip (native byte order, little-endian on every
+/// supported target; a cache is not moved between machines), written atomically.
 enum DecodeCache {
     /// The cached samples, or nil when absent or of the wrong length (then the clip is decoded again).
     static func read(_ path: String, count: Int) -> [Float]? {

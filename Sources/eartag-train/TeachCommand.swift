@@ -98,11 +98,14 @@ final class TeachProgressLine {
     private let terminal = isatty(2) != 0
     private let start = Date()
     private var shown = false
+    /// Clips already done when this run started (a resumed run's rate counts only its own clips).
+    private var base: Int?
 
     /// Shows `done` of `total`.
     func update(_ done: Int, _ total: Int) {
         guard terminal else { return }
-        let rate = Double(done) / max(Date().timeIntervalSince(start), 1e-3)
+        if base == nil { base = done - 1 }
+        let rate = Double(done - base!) / max(Date().timeIntervalSince(start), 1e-3)
         FileHandle.standardError.write(Data("\r\(done)/\(total) clips, \(String(format: "%.1f", rate)) clips/s ".utf8))
         shown = true
     }

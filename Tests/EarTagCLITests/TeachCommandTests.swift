@@ -41,7 +41,7 @@ final class TeachCommandTests: CLITestCase {
     }
 
     /// Checks: `eartag teach` (forwarded to eartag-train) on the three 32 kHz, 10 s reference recordings stores
-    /// EfficientAT's own logits for them (golden, within 0.01), one row each, in sorted file order.
+    /// EfficientAT's own logits for them (golden, within 1e-3; 4e-5 measured), one row each, in sorted file order.
     func testTeachStoresTheTeachersLogits() throws {
         let model = try importedModel()
         let corpus = dir.appendingPathComponent("corpus")
@@ -62,7 +62,7 @@ final class TeachCommandTests: CLITestCase {
         for (row, c) in clips.enumerated() {
             let golden = try Reference.npy("golden/\(c).logits.npy").data
             let d = maxAbsDifference(Array(logits.data[row * 527..<(row + 1) * 527]), golden)
-            XCTAssertLessThanOrEqual(d, 0.01, c)
+            XCTAssertLessThanOrEqual(d, 1e-3, c)
         }
     }
 
