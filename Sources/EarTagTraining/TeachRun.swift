@@ -77,8 +77,12 @@ public final class TeachRun {
             guard values.count == classCount else {
                 throw CorpusError.mismatch(teacherPath, "gave \(values.count) logits, expected \(classCount)")
             }
+            guard values.allSatisfy(\.isFinite) else {
+                throw CorpusError.mismatch(teacherPath, "gave a non-finite logit for \(clip.name)")
+            }
             let duration = (try? audioDurationSeconds(clip.path)) ?? Double(corpus.clipSamples) / Double(CorpusData.sampleRate)
             // The row first, then its record: a kill between the two leaves an extra row that the resume trims.
+            // Rows are native float32, which logits.npy declares as '<f4' (every supported target is little-endian).
             try append(values.withUnsafeBytes { Data($0) }, to: state.partial)
             try append(Data(CorpusCSV.record(["ok", clip.name, String(duration)]).utf8), to: state.progress)
             rows.append(TeacherIndexEntry(row: rows.count, file: clip.name, durationSeconds: duration))

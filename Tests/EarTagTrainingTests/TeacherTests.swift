@@ -136,6 +136,22 @@ final class TeacherStoreTests: XCTestCase {
         XCTAssertThrowsError(try TeacherLogits(directory: dir.path + "/nope")) { e in XCTAssertTrue("\(e)".contains("no such file"), "\(e)") }
     }
 
+    /// Checks: a teacher giving a non-finite logit or the wrong class count stops the run with one line naming the
+    /// teacher (not a per-clip skip: the model is wrong, not the clip).
+    func testBrokenTeacherStopsTheRun() throws {
+        let dir = try corpusFolder(2)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let corpus = try CorpusData(path: dir.path, classCount: 3)
+        let teacher = try teacherFile(in: dir)
+        for (values, expected) in [([Float.nan, 0, 0], "gave a non-finite logit for clip00.wav"), ([0, 0], "gave 2 logits, expected 3")] {
+            let out = dir.appendingPathComponent("t\(values.count)").path
+            XCTAssertThrowsError(try TeachRun(corpus: corpus, output: out, teacherPath: teacher, classCount: 3)
+                .run(logits: { _, _ in values }, warn: { XCTFail($0) })) { e in
+                XCTAssertEqual("\(e)", "\(teacher): \(expected)")
+            }
+        }
+    }
+
     /// Checks: index.csv must number its rows 0, 1, ... and name each file once.
     func testIndexParsing() throws {
         let good = try TeacherLogits.parseIndex(Array("row,file,duration\n0,a.wav,1.5\n1,\"b,c.wav\",\n".utf8), name: "i")
