@@ -15,7 +15,7 @@ TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
 .PHONY: deps build test test-tsan test-asan run clean install uninstall build-static deb verify-unit test-packaging \
-        clean-packaging test-systemd
+        clean-packaging test-systemd corpus
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
 deps:
@@ -31,6 +31,13 @@ deps:
 ## build: release build of the eartag binary.
 build: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag
+
+## corpus: the distillation corpus from Debian's sound packages (apt-get download + dpkg -x, nothing installed)
+# into .build/corpus/$(CORPUS_SIZE)/ (clips/ and manifest.csv); CORPUS_SIZE=small is the few-hundred-clip variant.
+CORPUS_SIZE ?= full
+corpus: deps
+	$(SWIFT) build $(TEST_FLAGS) --product eartag-train
+	tools/make-corpus --size $(CORPUS_SIZE) --train-tool .build/release/eartag-train
 
 ## test: every test, optimised (numeric code is 10-100x slower in debug builds).
 test: deps
@@ -76,6 +83,9 @@ UNITDIR ?= /lib/systemd/system
 CONFDIR ?= /etc/eartag
 # The binary `make install` copies; `make deb` passes the static-stdlib build instead.
 INSTALL_BIN ?= $(BIN)
+# The offline tools (`eartag teach|train` run them), installed when built beside INSTALL_BIN
+# (`swift build -c release --product eartag-train`); the .deb (the device's package) leaves them out.
+INSTALL_TRAIN_BIN ?= $(dir $(INSTALL_BIN))eartag-train
 WEIGHTS := Weights/default.safetensors
 # The unit and the example configuration name /usr/bin and /usr/share: rewritten for the installed prefix.
 UNIT_SED := -e 's|^ExecStart=/usr/bin/eartag |ExecStart=$(BINDIR)/eartag |' \
@@ -87,6 +97,10 @@ CONF_SED := -e 's|"/usr/share/eartag/default.safetensors"|"$(DATADIR)/default.sa
 install:
 	@test -x "$(INSTALL_BIN)" || { echo "install: $(INSTALL_BIN) is missing: run 'make build' first" >&2; exit 1; }
 	install -D -m 0755 "$(INSTALL_BIN)" "$(DESTDIR)$(BINDIR)/eartag"
+	@if [ -x "$(INSTALL_TRAIN_BIN)" ]; then \
+	  echo "install -D -m 0755 $(INSTALL_TRAIN_BIN) $(DESTDIR)$(BINDIR)/eartag-train"; \
+	  install -D -m 0755 "$(INSTALL_TRAIN_BIN)" "$(DESTDIR)$(BINDIR)/eartag-train"; \
+	else echo "install: no $(INSTALL_TRAIN_BIN): eartag teach/train need it (swift build -c release --product eartag-train)"; fi
 	@mkdir -p "$(DESTDIR)$(UNITDIR)"
 	sed $(UNIT_SED) systemd/eartag.service > "$(DESTDIR)$(UNITDIR)/eartag.service"
 	chmod 0644 "$(DESTDIR)$(UNITDIR)/eartag.service"
@@ -106,7 +120,7 @@ install:
 
 ## uninstall: removes what install put; the config only when it is still the unmodified example.
 uninstall:
-	rm -f "$(DESTDIR)$(BINDIR)/eartag" "$(DESTDIR)$(UNITDIR)/eartag.service" \
+	rm -f "$(DESTDIR)$(BINDIR)/eartag" "$(DESTDIR)$(BINDIR)/eartag-train" "$(DESTDIR)$(UNITDIR)/eartag.service" \
 	  "$(DESTDIR)$(DATADIR)/default.safetensors" "$(DESTDIR)$(DOCDIR)/service.md"
 	@conf="$(DESTDIR)$(CONFDIR)/eartag.toml"; \
 	if [ -e "$$conf" ]; then \
@@ -138,7 +152,8 @@ build-static: deps
 ## deb: build/eartag_<version>_<arch>.deb from a tree staged by `make install DESTDIR=... PREFIX=/usr`.
 deb: build-static
 	rm -rf "$(DEB_STAGE)" build/eartag_*.deb && mkdir -p "$(DEB_STAGE)/DEBIAN"
-	$(MAKE) --no-print-directory install DESTDIR="$(abspath $(DEB_STAGE))" PREFIX=/usr INSTALL_BIN="$(STATIC_BIN)"
+	$(MAKE) --no-print-directory install DESTDIR="$(abspath $(DEB_STAGE))" PREFIX=/usr INSTALL_BIN="$(STATIC_BIN)" \
+	  INSTALL_TRAIN_BIN=
 	strip --strip-unneeded "$(DEB_STAGE)/usr/bin/eartag"
 	@if ldd "$(DEB_STAGE)/usr/bin/eartag" | grep -q '/opt/swift\|libswift\|not found'; then \
 	  ldd "$(DEB_STAGE)/usr/bin/eartag" >&2; echo "deb: the binary still needs the Swift toolchain's libraries" >&2; exit 1; fi
@@ -191,7 +206,7 @@ test-systemd: deb
 FUZZ_SECONDS ?= 60
 FUZZ_SCRATCH := .build-fuzz/spm
 FUZZ_OUT := .build-fuzz/bin
-FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream
+FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream teacher_store
 FUZZ_FLAGS := -sanitize=fuzzer,address
 FUZZ_LIBS := -lsndfile -lsoxr -lasound -lfftw3f -lstdc++
 FUZZ_OPTS := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
@@ -202,13 +217,15 @@ FUZZ_OPTS := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
 fuzz-libs: deps
 	$(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address \
 	  -Xswiftc -enable-testing --target EarTagPipeline
+	$(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) -Xswiftc -sanitize=fuzzer,address \
+	  -Xswiftc -enable-testing --target EarTagTraining
 
 ## fuzz-build: every fuzz binary under $(FUZZ_OUT).
 fuzz-build: fuzz-libs
 	@mkdir -p $(FUZZ_OUT)
 	@rel=$$($(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) --show-bin-path) && \
 	rm -rf .build-fuzz/objs && mkdir -p .build-fuzz/objs && \
-	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline \
+	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline EarTagTraining \
 	        Atomics _AtomicsShims; do \
 	  find $$rel/$$m.build -name '*.o' -print0 | while IFS= read -r -d '' o; do \
 	    b=$$(basename "$$o"); ln -s "$$o" ".build-fuzz/objs/$$m-$${b//[^A-Za-z0-9_.-]/_}"; done; \

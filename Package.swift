@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "EarTagEventsTests", dependencies: ["EarTagEvents", "EarTagTestSupport"]),
         .testTarget(name: "EarTagPipelineTests", dependencies: ["EarTagPipeline", "EarTagTestSupport"]),
         .testTarget(name: "EarTagTrainingTests", dependencies: ["EarTagTraining", "EarTagTestSupport"]),
-        .testTarget(name: "EarTagCLITests", dependencies: ["eartag", "EarTagModel", "EarTagTestSupport"]),
+        .testTarget(name: "EarTagCLITests", dependencies: ["eartag", "eartag-train", "EarTagModel", "EarTagTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -149,6 +149,19 @@ put("pcm_stream", "raw_s16", b"\x11\x41" + struct.pack("<6h", 1, 2, 3, -4, -5, 6
 put("pcm_stream", "raw_f64_stereo", b"\x54\xc1" + struct.pack("<4d", 0.1, 0.2, -0.3, 1e300))
 put("pcm_stream", "raw_s24_odd", b"\x28\x42" + bytes(range(11)))
 
+# Teacher store (eartag-train teach): index.csv, skipped.csv, a logits matrix in float32 and float16, and
+# EfficientAT's pickled fname -> row dict (protocol 4, as Python 3.8+ pickle.dump writes it).
+put("teacher_store", "index.csv", "row,file,duration\n0,a.wav,10.0\n1,\"b, c.wav\",2.5\n2,mix/d.wav,\n")
+put("teacher_store", "skipped.csv", "file,reason\nbroken.ogg,\"broken.ogg: not a recognised audio format\"\n")
+def npy_matrix(descr, rows, cols, data):
+    h = ("{'descr': '%s', 'fortran_order': False, 'shape': (%d, %d), }" % (descr, rows, cols)).encode()
+    h += b" " * ((64 - (10 + len(h) + 1) % 64) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(h)) + h + data
+put("teacher_store", "logits.npy", npy_matrix("<f4", 3, 2, struct.pack("<6f", 0, 1, 2, 3, -4, 5.5)))
+put("teacher_store", "logits_f2.npy", npy_matrix("<f2", 2, 2, struct.pack("<4e", 1, -2, 0.5, 65504)))
+import pickle
+put("teacher_store", "fname_to_index.pkl", pickle.dumps({"a.wav": 0, "b.wav": 1, "Y-0Bdfz.wav": 2}, protocol=4))
+
 # Regressions: inputs that crashed or over-allocated before their fix (Fuzz/regressions/<target>/).
 REG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "regressions")
 def reg(target, name, data):

@@ -56,8 +56,8 @@ public enum LabelFile {
         return labels
     }
 
-    /// Splits one CSV line into fields, honouring double quotes and `""` escapes.
-    static func fields(_ line: Substring, path: String, line number: Int) throws -> [String] {
+    /// Splits one CSV line into fields, honouring double quotes and `""` escapes (also used for corpus manifests).
+    public static func fields(_ line: Substring, path: String, line number: Int) throws -> [String] {
         var result: [String] = []
         var field = ""
         var quoted = false

@@ -11,7 +11,8 @@ struct EarTag: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eartag",
         abstract: "Tag sounds with EfficientAT MobileNetV3 models (527 AudioSet classes).",
-        subcommands: [Tag.self, Listen.self, Devices.self, Import.self, Quantize.self, Labels.self, Bench.self])
+        subcommands: [Tag.self, Listen.self, Devices.self, Import.self, Quantize.self, Labels.self, Bench.self,
+                      TeachForward.self, TrainForward.self])
 }
 
 /// The `--model` option shared by every command that runs a model.

@@ -29,10 +29,11 @@ class CLITestCase: XCTestCase {
     /// Path of the built binary.
     static var binary: String { productsDirectory.appendingPathComponent("eartag").path }
 
-    /// Runs the binary with arguments and extra environment, capturing both streams.
-    func run(_ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil) throws -> RunResult {
+    /// Runs the binary (or another executable) with arguments and extra environment, capturing both streams.
+    func run(_ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil,
+             binary: String = CLITestCase.binary) throws -> RunResult {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "EARTAG_MODEL")

@@ -214,6 +214,9 @@ final class ServicePackagingTests: CLITestCase {
         var expected = ["etc/eartag/eartag.toml", "lib/systemd/system/eartag.service", "usr/bin/eartag",
                         "usr/share/doc/eartag/service.md"]
         if hasWeights { expected.append("usr/share/eartag/default.safetensors") }
+        // eartag-train (the offline tools) is installed when it was built beside eartag.
+        let trainTool = URL(fileURLWithPath: Self.binary).deletingLastPathComponent().appendingPathComponent("eartag-train").path
+        if FileManager.default.isExecutableFile(atPath: trainTool) { expected.append("usr/bin/eartag-train") }
         XCTAssertEqual(files(under: dest), expected.sorted())
         // The installed binary is the one built.
         XCTAssertEqual(FileManager.default.contents(atPath: dest.path + binary),
