@@ -296,7 +296,7 @@ public enum Quantizer {
                 }
                 var b = (Double(f.bias[c]) / (input.scale * Double(s))).rounded()
                 if foldZeroPoint { b -= Double(input.zeroPoint) * Double(sum) }
-                bias[c] = Int32(min(max(b, -1_073_741_824), 1_073_741_824))
+                bias[c] = Int32(min(max(b, -16_777_216), 16_777_216))  // |b| <= 2^24: exact in float (s8MaxBias)
             }
             let shape = tapMajor ? [f.per, f.cout] : [f.cout, f.per]
             tensors[name + ".weight"] = SafetensorsTensor(int8: wq, shape: shape)

@@ -121,6 +121,11 @@ public struct QuantizedModel: Sendable {
                     throw bad("tensor '\(n)' holds zero point \(v), outside -128...127")
                 }
             }
+            if n.hasSuffix(".bias") && t.dtype == .i32 {
+                for v in int32Values(t) where v < -(1 << 24) || v > 1 << 24 {
+                    throw bad("tensor '\(n)' holds bias \(v), outside -2^24...2^24")
+                }
+            }
             if n.hasSuffix(".se.fc1.weight") || n.hasSuffix(".se.fc2.weight") || n.hasSuffix(".bias") && t.dtype == .f32 {
                 for v in t.float32Values()! where !v.isFinite { throw bad("tensor '\(n)' holds a non-finite value") }
             }

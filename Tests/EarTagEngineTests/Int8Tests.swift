@@ -218,6 +218,10 @@ final class Int8Tests: XCTestCase {
         try assertRefused(q, "features.0.weight") {
             $0.tensors["features.0.weight"] = SafetensorsTensor(float32: Tensor(shape: [9, 16], data: .init(repeating: 0, count: 144)))
         }
+        try assertRefused(q, "features.5.project.bias") {
+            var b = $0.int32("features.5.project.bias"); b[0] = (1 << 24) + 1
+            $0.tensors["features.5.project.bias"] = SafetensorsTensor(int32: b, shape: [b.count])
+        }
         try assertRefused(q, "extra.tensor") { $0.tensors["extra.tensor"] = SafetensorsTensor(int32: [0], shape: [1]) }
     }
 }
