@@ -141,6 +141,9 @@ func s8_store16(_ q: SIMD16<Int32>, _ o: UnsafeMutablePointer<Int8>, lanes: Int)
     for l in 0..<16 { t[l] = Int8(truncatingIfNeeded: q[l]) }
     if lanes == 16 {
         UnsafeMutableRawPointer(o).storeBytes(of: t, as: SIMD16<Int8>.self)
+    } else if lanes == 8 {
+        // 8-channel layers (the stem and first block of narrow models): one 8-byte store of the low half.
+        UnsafeMutableRawPointer(o).storeBytes(of: unsafeBitCast(t, to: SIMD2<UInt64>.self)[0], as: UInt64.self)
     } else {
         withUnsafeBytes(of: t) { UnsafeMutableRawPointer(o).copyMemory(from: $0.baseAddress!, byteCount: lanes) }
     }
@@ -152,6 +155,8 @@ func s8_load16(_ r: UnsafePointer<Int8>, lanes: Int) -> SIMD16<Float> {
     var t = SIMD16<Int8>()
     if lanes == 16 {
         t = UnsafeRawPointer(r).loadUnaligned(as: SIMD16<Int8>.self)
+    } else if lanes == 8 {
+        t = unsafeBitCast(SIMD2<UInt64>(UnsafeRawPointer(r).loadUnaligned(as: UInt64.self), 0), to: SIMD16<Int8>.self)
     } else {
         withUnsafeMutableBytes(of: &t) { $0.baseAddress!.copyMemory(from: r, byteCount: lanes) }
     }
