@@ -13,8 +13,10 @@ struct S8LayerPlan {
     var cin: Int
     var cout: Int
     var kernel: Int
-    var weights: [Int8]
+    var weights: [Int16]
     var epilogue: S8Epilogue
+    /// True when the vector kernels' float sums are exact for this layer (`s8_float_sums_exact`).
+    var vectorExact: Bool
     var inputZeroPoint: Int32
     /// Weights as exact floats for the vector kernels (1x1: `s8_pack_conv1x1_16`; depthwise/stem: `s8_pack_dwconv`).
     var packed: [Float]
@@ -99,7 +101,7 @@ public final class Int8Engine {
         /// post-activation quantization (`act_scale`), others `out_scale`, a residual projection the add's output.
         func layer(_ name: String, input: (Double, Int32), act: S8Activation,
                    residual: (out: (Double, Int32), input: (Double, Int32))? = nil) -> (S8LayerPlan, (Double, Int32)) {
-            let w = model.int8(name + ".weight"), shape = model.tensors[name + ".weight"]!.shape
+            let w = model.weights(name + ".weight"), shape = model.tensors[name + ".weight"]!.shape
             let ws = model.float(name + ".weight_scale")
             let tapMajor = name == "features.0" || name.hasSuffix(".depthwise")
             let cout = tapMajor ? shape[1] : shape[0], cin = shape[1]
@@ -120,8 +122,11 @@ public final class Int8Engine {
                     packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
                 }
             }
-            return (S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, inputZeroPoint: input.1,
-                                packed: packed), o)
+            let maxW = Int(w.map { abs(Int32($0)) }.max() ?? 0)
+            let exact = tapMajor ? s8_float_sums_exact(k: kernel * kernel, maxInput: 255, maxWeight: maxW)
+                                 : s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: maxW)
+            return (S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
+                                inputZeroPoint: input.1, packed: packed), o)
         }
         /// The activation of a block (or the stem, which uses hardswish).
         func activation(_ a: Activation) -> S8Activation { a == .relu ? .relu : .hardswish }
@@ -174,7 +179,7 @@ public final class Int8Engine {
         } else {
             hidden = nil
         }
-        let ow = model.int8("classifier.out.weight"), oshape = model.tensors["classifier.out.weight"]!.shape
+        let ow = model.weights("classifier.out.weight"), oshape = model.tensors["classifier.out.weight"]!.shape
         outBias = model.int32("classifier.out.bias")
         outBiasF = outBias.map { Float($0) }
         outScales = model.float("classifier.out.weight_scale").map { Float(x.0) * $0 }
@@ -182,8 +187,10 @@ public final class Int8Engine {
         ow.withUnsafeBufferPointer { wi in
             outPacked.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: oshape[1], cout: oshape[0], packed: $0) }
         }
+        let maxOut = Int(ow.map { abs(Int32($0)) }.max() ?? 0)
         out = S8LayerPlan(cin: oshape[1], cout: oshape[0], kernel: 1, weights: ow,
                           epilogue: S8Epilogue(bias: [], scale: [], activation: .none, outputScale: 1, outputZeroPoint: 0),
+                          vectorExact: s8_float_sums_exact(k: oshape[1], maxInput: 128, maxWeight: maxOut),
                           inputZeroPoint: x.1, packed: outPacked)
 
         var largest = 0, widest = 0, largestCentered = melBins * maxFrames
@@ -232,9 +239,9 @@ public final class Int8Engine {
         return macs + out.cin * out.cout
     }
 
-    /// True when layer `l` runs the vector kernels (the float-lane sums are exact only up to s8FloatExactMaxK inputs).
+    /// True when layer `l` runs the vector kernels (their float-lane sums must be exact for it).
     @inline(__always)
-    private func vector(_ l: S8LayerPlan) -> Bool { !usesReferenceKernels && l.cin <= s8FloatExactMaxK }
+    private func vector(_ l: S8LayerPlan) -> Bool { !usesReferenceKernels && l.vectorExact }
 
     /// Runs a 1x1 conv layer over `pixels` (with the residual map added in its epilogue when given).
     @inline(__always)
@@ -268,7 +275,7 @@ public final class Int8Engine {
         }
         var rows = (melBins - 1) / 2 + 1, cols = (frames - 1) / 2 + 1
         var x = mapA, y = mapB
-        if ref {
+        if !vector(stem) {
             stem.weights.withUnsafeBufferPointer { w in
                 s8_stem3x3s2_reference(input: UnsafeBufferPointer(melQ), height: melBins, width: frames,
                                        inputZeroPoint: stem.inputZeroPoint, weights: w, cout: stem.cout,
@@ -292,7 +299,7 @@ public final class Int8Engine {
             let d = b.depthwise
             let orows = f32_conv_out_size(rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
             let ocols = f32_conv_out_size(cols, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
-            if ref {
+            if !vector(d) {
                 d.weights.withUnsafeBufferPointer { w in
                     s8_dwconv_reference(input: UnsafeBufferPointer(dwIn), height: rows, width: cols, channels: d.cout,
                                         inputZeroPoint: d.inputZeroPoint, weights: w, kernel: b.kernel, stride: b.stride,

@@ -8,14 +8,19 @@
 // gemmlowp doc/quantization.md (zero-point folding); https://www.tensorflow.org/lite/performance/quantization_spec.
 //
 // Why the vectorized kernels may accumulate in float lanes and still equal the int32 references bit for bit: every
-// product of an int8 activation and an int8 weight is an integer below 2^15 in magnitude, and every partial sum of
-// such products stays below 2^24 while the reduction length K satisfies K * 16256 < 2^24 (1x1 convs and linears: K <=
-// 1032) or K * 32385 < 2^24 (centered depthwise and stem taps: K <= 518). Floats represent all integers up to 2^24
-// exactly, so each fused multiply-add is exact. The bias (|bias| <= 2^24, checked at load) is added last, in one
+// product of an int8 activation (|x| <= 128, or |x - zp| <= 255 when centered) and a weight (|w| <= 127, or <= 2047
+// for the 12-bit layers) is an exact integer, and every partial sum stays below 2^24 while K * max|x| * max|w| < 2^24
+// (`s8_float_sums_exact`: 1x1 convs and linears with 8-bit weights K <= 1032, with 12-bit weights K <= 64; depthwise
+// and stem taps, centered: 25 * 255 * 2047 < 2^24). Floats represent all integers up to 2^24 exactly, so each fused
+// multiply-add is exact. Callers (Int8Engine) run the references where the condition does not hold. The bias (|bias| <= 2^24, checked at load) is added last, in one
 // rounding, which equals the reference's Float(Int32 accumulator).
 
-/// Largest reduction length of the float-lane 1x1/linear kernels (K * 128 * 127 < 2^24); longer layers use references.
+/// Largest reduction length of the float-lane 1x1/linear kernels with 8-bit weights (K * 128 * 127 < 2^24).
 public let s8FloatExactMaxK = 1032
+
+/// True when float sums of `k` products with |x| <= maxInput and |w| <= maxWeight are exact (every partial sum below
+/// 2^24): the condition under which the vectorized kernels equal their int32 references.
+public func s8_float_sums_exact(k: Int, maxInput: Int, maxWeight: Int) -> Bool { k * maxInput * maxWeight < 1 << 24 }
 /// Largest |bias| the kernels accept (exact in Float).
 public let s8MaxBias: Int32 = 1 << 24
 
@@ -178,11 +183,12 @@ func s8_emit16(_ a: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<Float>,
 /// Scalar reference int8 1x1 conv (a GEMM): acc[p][co] = bias[co] + sum_ci input[p][ci] * weights[co][ci] in int32,
 /// then `epilogue.apply` (with residual[p][co] when given: the fused residual add). The input zero point is folded
 /// into the bias (valid: a 1x1 conv has no padding). Layout: input [pixels][cin], weights [cout][cin], output and
-/// residual [pixels][cout]. Invariant: |input * weight| <= 128 * 127 = 16256; the int32 sum cannot overflow for
-/// cin < (2^31 - 2^24) / 16256 (about 131 000; the model's largest cin is 960 at width 1.0).
+/// residual [pixels][cout]. Invariant: |input * weight| <= 128 * 2047 < 2^18; the int32 sum cannot overflow for
+/// cin < (2^31 - 2^24) / 2^18 (about 8100; the model's largest cin is 960 at width 1.0, and 12-bit weights only occur
+/// with cin <= 64).
 public func s8_conv1x1_reference(
     input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
-    weights: UnsafeBufferPointer<Int8>, cout: Int, epilogue: S8Epilogue,
+    weights: UnsafeBufferPointer<Int16>, cout: Int, epilogue: S8Epilogue,
     residual: UnsafeBufferPointer<Int8>? = nil, output: UnsafeMutableBufferPointer<Int8>
 ) {
     precondition(input.count >= pixels * cin && output.count >= pixels * cout)
@@ -203,7 +209,7 @@ public func s8_packed_conv1x1_16_count(cin: Int, cout: Int) -> Int { (cout + 15)
 
 /// Packs [cout][cin] int8 weights for `s8_conv1x1_8x16_simd`: blocks of 16 output channels, [cout / 16][cin][16], as
 /// exact floats, zero past cout.
-public func s8_pack_conv1x1_16(weights: UnsafeBufferPointer<Int8>, cin: Int, cout: Int,
+public func s8_pack_conv1x1_16(weights: UnsafeBufferPointer<Int16>, cin: Int, cout: Int,
                                packed: UnsafeMutableBufferPointer<Float>) {
     precondition(weights.count >= cin * cout && packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
     for b in 0..<((cout + 15) / 16) {
@@ -222,7 +228,8 @@ public func s8_conv1x1_scratch_count(cin: Int) -> Int { 8 * cin }
 /// Vectorized int8 1x1 conv, bit-exact with `s8_conv1x1_reference` (weights from `s8_pack_conv1x1_16`). Tiles of 8
 /// pixels x 16 output channels: the 8 input rows are widened once to floats in `scratch`, then each input channel
 /// costs one weight vector load, 8 broadcasts and 8 fused multiply-adds (x86 vfmadd231ps zmm, NEON fmla.4s x4).
-/// Sums are exact (see the file header); the epilogue is `s8_epilogue16`. Precondition: cin <= s8FloatExactMaxK.
+/// Sums are exact (see the file header); the epilogue is `s8_epilogue16`. Precondition (caller):
+/// s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: max |w|).
 public func s8_conv1x1_8x16_simd(
     input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
     packed: UnsafeBufferPointer<Float>, cout: Int, epilogue: S8Epilogue,
@@ -285,10 +292,10 @@ public func s8_dw_pitch(_ channels: Int) -> Int { (channels + 15) / 16 * 16 }
 /// Scalar reference int8 depthwise conv over output rows `rows`: acc = bias[c] + sum_taps w[tap][c] * (x - zp_in) in
 /// int32, taps outside the input skipped (they hold real 0 = zp_in, contributing 0), then `epilogue.apply`.
 /// Layout: input [h][w][c], weights tap-major [k * k][c], output [ho][wo][c] (see f32_conv_out_size).
-/// Invariant: |w * (x - zp)| <= 127 * 255 = 32385; 25 taps give < 2^20, far inside int32 with |bias| <= 2^24.
+/// Invariant: |w * (x - zp)| <= 2047 * 255 < 2^19; 25 taps give < 2^24, far inside int32 with |bias| <= 2^24.
 public func s8_dwconv_reference(
     input: UnsafeBufferPointer<Int8>, height h: Int, width w: Int, channels c: Int, inputZeroPoint: Int32,
-    weights: UnsafeBufferPointer<Int8>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
+    weights: UnsafeBufferPointer<Int16>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
     output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
 ) {
     let pad = (k - 1) / 2 * d
@@ -316,7 +323,7 @@ public func s8_dwconv_reference(
 }
 
 /// Packs tap-major [k*k][c] int8 depthwise weights to floats [k*k][s8_dw_pitch(c)], zero past c.
-public func s8_pack_dwconv(weights: UnsafeBufferPointer<Int8>, channels c: Int, kernel k: Int,
+public func s8_pack_dwconv(weights: UnsafeBufferPointer<Int16>, channels c: Int, kernel k: Int,
                            packed: UnsafeMutableBufferPointer<Float>) {
     let pitch = s8_dw_pitch(c)
     precondition(weights.count >= k * k * c && packed.count >= k * k * pitch)
@@ -341,8 +348,8 @@ public func s8_center_f32(input: UnsafeBufferPointer<Int8>, pixels: Int, channel
 
 /// Vectorized int8 depthwise conv over output rows `rows`, bit-exact with `s8_dwconv_reference`: reads the centered
 /// floats of `s8_center_f32` and the weights of `s8_pack_dwconv`; 16 channels per vector, one fused multiply-add per
-/// valid tap (exact: 25 taps of |w (x - zp)| <= 32385 < 2^20), padded taps skipped like the reference; the epilogue
-/// is `s8_epilogue16`.
+/// valid tap (exact: 25 taps of |w (x - zp)| <= 2047 * 255 stay below 2^24), padded taps skipped like the reference;
+/// the epilogue is `s8_epilogue16`.
 public func s8_dwconv_16_simd(
     centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int, channels c: Int,
     packed: UnsafeBufferPointer<Float>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
@@ -387,10 +394,10 @@ public func s8_dwconv_16_simd(
 
 /// Scalar reference int8 stem: 3x3 stride-2 conv, zero padding 1, from one int8 plane [h][w] to [ho][wo][cout].
 /// Weights tap-major [9][cout]. Padding taps are skipped (zero point not folded, as in the depthwise kernel), then
-/// `epilogue.apply`. Invariant: 9 taps of |w * (x - zp)| <= 32385 stay below 2^19.
+/// `epilogue.apply`. Invariant: 9 taps of |w * (x - zp)| <= 2047 * 255 stay below 2^23.
 public func s8_stem3x3s2_reference(
     input: UnsafeBufferPointer<Int8>, height h: Int, width w: Int, inputZeroPoint: Int32,
-    weights: UnsafeBufferPointer<Int8>, cout: Int, epilogue: S8Epilogue,
+    weights: UnsafeBufferPointer<Int16>, cout: Int, epilogue: S8Epilogue,
     output: UnsafeMutableBufferPointer<Int8>
 ) {
     let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
@@ -418,7 +425,7 @@ public func s8_stem3x3s2_reference(
 /// Vectorized int8 stem, bit-exact with `s8_stem3x3s2_reference`: `centered` holds the plane's x - zp as floats
 /// (`s8_center_f32` with 1 channel writes pitch 16; here the plane is dense [h][w], see `s8_center_plane_f32`);
 /// weights from `s8_pack_dwconv(channels: cout, kernel: 3)` ([9][pitch]). Per output pixel and 16 output channels:
-/// nine broadcast multiply-adds (exact), then `s8_epilogue16`.
+/// nine broadcast multiply-adds (exact: 9 * 255 * 2047 < 2^24), then `s8_epilogue16`.
 public func s8_stem3x3s2_16_simd(
     centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int,
     packed: UnsafeBufferPointer<Float>, cout: Int, epilogue: S8Epilogue,
@@ -575,9 +582,9 @@ public func s8_gate_q15_16_simd(map: UnsafeMutableBufferPointer<Int8>, pixels: I
 
 /// Scalar reference int8 dense layer with float output (the classifier's last Linear): the int32 accumulator
 /// (bias with zero point folded, as in s8_conv1x1_reference) times inputScale * weightScale[o].
-/// Invariant: as s8_conv1x1_reference (nin < ~131 000).
+/// Invariant: as s8_conv1x1_reference.
 public func s8_linear_dequantize_reference(input: UnsafeBufferPointer<Int8>, nin: Int,
-                                           weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>,
+                                           weights: UnsafeBufferPointer<Int16>, bias: UnsafeBufferPointer<Int32>,
                                            nout: Int, scales: UnsafeBufferPointer<Float>,
                                            output: UnsafeMutableBufferPointer<Float>) {
     precondition(input.count >= nin && weights.count >= nin * nout && output.count >= nout && scales.count >= nout)
@@ -606,17 +613,5 @@ public func s8_linear_dequantize_16_simd(input: UnsafeBufferPointer<Int8>, nin: 
         var a = SIMD16<Float>(), wp = w + b * nin * 64
         for i in 0..<nin { a.addProduct(wp.load(as: SIMD16<Float>.self), xs[i]); wp += 64 }
         for l in 0..<min(16, nout - b * 16) { output[b * 16 + l] = (a[l] + biasF[b * 16 + l]) * scales[b * 16 + l] }
-    }
-}
-
-/// Builds the 256-entry table mapping int8 values of the input quantization through `f` to the output quantization,
-/// rounding to nearest (ties away from zero, Foundation `rounded()`) and clamping to int8. (Stored in files for
-/// tools; the engine computes hardswish in its float epilogue instead.)
-public func s8_make_lut(inputScale: Double, inputZeroPoint: Int32, outputScale: Double, outputZeroPoint: Int32,
-                        _ f: (Double) -> Double) -> [Int8] {
-    (0..<256).map { i in
-        let x = inputScale * Double(i - 128 - Int(inputZeroPoint))
-        let q = (f(x) / outputScale).rounded() + Double(outputZeroPoint)
-        return Int8(min(max(q, -128), 127))
     }
 }
