@@ -309,7 +309,7 @@ public final class Int8Engine {
                 s8_center_f32(input: UnsafeBufferPointer(dwIn), pixels: rows * cols, channels: d.cout,
                               zeroPoint: d.inputZeroPoint, centered: centered)
                 d.packed.withUnsafeBufferPointer { w in
-                    s8_dwconv_16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols, channels: d.cout,
+                    s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols, channels: d.cout,
                                       packed: w, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
                                       epilogue: d.epilogue, output: mapD, rows: 0..<orows)
                 }

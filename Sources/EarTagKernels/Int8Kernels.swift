@@ -138,19 +138,19 @@ func s8_epilogue16(_ sum: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<F
     return s8_round16(y * e.inverseOutputScale, zeroPoint: e.zeroPoint)
 }
 
-/// Stores the first `lanes` (1...16) lanes of `q` as int8: narrowed in registers (vpmovdb / xtn), then one 16-byte
-/// store, or a copy of `lanes` bytes for a channel tail (never a per-lane loop over a vector, which spills).
+/// Stores the first `lanes` (1...16) lanes of `q` as int8. Full and half vectors are narrowed by lane loops that
+/// write straight to memory (one vpmovdb / xtn + store each); other tails go through a 16-byte stack buffer.
 @_transparent
 func s8_store16(_ q: SIMD16<Int32>, _ o: UnsafeMutablePointer<Int8>, lanes: Int) {
-    var t = SIMD16<Int8>()
-    for l in 0..<16 { t[l] = Int8(truncatingIfNeeded: q[l]) }
     if lanes == 16 {
-        UnsafeMutableRawPointer(o).storeBytes(of: t, as: SIMD16<Int8>.self)
+        for l in 0..<16 { o[l] = Int8(truncatingIfNeeded: q[l]) }
     } else if lanes == 8 {
-        // 8-channel layers (the stem and first block of narrow models): one 8-byte store of the low half.
-        UnsafeMutableRawPointer(o).storeBytes(of: unsafeBitCast(t, to: SIMD2<UInt64>.self)[0], as: UInt64.self)
+        for l in 0..<8 { o[l] = Int8(truncatingIfNeeded: q[l]) }
     } else {
-        withUnsafeBytes(of: t) { UnsafeMutableRawPointer(o).copyMemory(from: $0.baseAddress!, byteCount: lanes) }
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 16) { t in
+            for l in 0..<16 { t[l] = Int8(truncatingIfNeeded: q[l]) }
+            o.update(from: t.baseAddress!, count: lanes)
+        }
     }
 }
 
@@ -269,14 +269,15 @@ public func s8_conv1x1_8x16_simd(
                     }
                     let c0 = b * 16, lanes = min(16, cout - c0)
                     let sp = scale.baseAddress!, bp = biasF.baseAddress!
-                    /// Requantizes and stores tile row j (pixels past the tail are skipped).
-                    @inline(__always) func emit(_ j: Int, _ a: SIMD16<Float>) {
-                        guard j < n else { return }
-                        let off = (p + j) * cout + c0
-                        s8_emit16(a, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes,
-                                  output: o + off)
-                    }
-                    emit(0, a0); emit(1, a1); emit(2, a2); emit(3, a3); emit(4, a4); emit(5, a5); emit(6, a6); emit(7, a7)
+                    var off = p * cout + c0
+                    s8_emit16(a0, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off)
+                    if n > 1 { off += cout; s8_emit16(a1, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 2 { off += cout; s8_emit16(a2, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 3 { off += cout; s8_emit16(a3, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 4 { off += cout; s8_emit16(a4, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 5 { off += cout; s8_emit16(a5, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 6 { off += cout; s8_emit16(a6, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 7 { off += cout; s8_emit16(a7, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
                 }
                 p += n
             }
@@ -347,10 +348,11 @@ public func s8_center_f32(input: UnsafeBufferPointer<Int8>, pixels: Int, channel
 }
 
 /// Vectorized int8 depthwise conv over output rows `rows`, bit-exact with `s8_dwconv_reference`: reads the centered
-/// floats of `s8_center_f32` and the weights of `s8_pack_dwconv`; 16 channels per vector, one fused multiply-add per
-/// valid tap (exact: 25 taps of |w (x - zp)| <= 2047 * 255 stay below 2^24), padded taps skipped like the reference;
-/// the epilogue is `s8_epilogue16`.
-public func s8_dwconv_16_simd(
+/// floats of `s8_center_f32` and the weights of `s8_pack_dwconv`; 16 channels per vector. Interior output pixels
+/// (every horizontal tap inside the input) go in tiles of 4 along the row, so each weight vector loaded serves four
+/// fused multiply-adds; border pixels take the one-pixel path with their taps clamped. Exact sums (25 taps of
+/// |w (x - zp)| <= 2047 * 255 stay below 2^24); padded taps skipped like the reference; epilogue `s8_epilogue16`.
+public func s8_dwconv_4x16_simd(
     centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int, channels c: Int,
     packed: UnsafeBufferPointer<Float>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
     output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
@@ -363,11 +365,40 @@ public func s8_dwconv_16_simd(
     guard c > 0, !rows.isEmpty else { return }
     let xb = UnsafeRawPointer(centered.baseAddress!), wb = UnsafeRawPointer(packed.baseAddress!)
     let o = output.baseAddress!
+    // Interior columns: ox * s - pad >= 0 and ox * s - pad + (k - 1) * d <= w - 1.
+    let interiorLo = (pad + s - 1) / s
+    let lastStart = w - 1 - (k - 1) * d + pad
+    let interiorHi = lastStart < 0 ? 0 : min(wo, lastStart / s + 1)
     epilogue.scale.withUnsafeBufferPointer { scale in
         epilogue.biasF.withUnsafeBufferPointer { biasF in
+            let sp = scale.baseAddress!, bp = biasF.baseAddress!
             for oy in rows {
                 let ty = validTaps(oy, n: h, kernel: k, stride: s, dilation: d, pad: pad)
-                for ox in 0..<wo {
+                var ox = 0
+                while ox < wo {
+                    if ox >= interiorLo && ox + 4 <= interiorHi {
+                        for b in 0..<(pitch / 16) {
+                            var a0 = SIMD16<Float>(), a1 = a0, a2 = a0, a3 = a0
+                            for ky in ty {
+                                let row = (oy * s - pad + ky * d) * w
+                                for kx in 0..<k {
+                                    let wv = wb.load(fromByteOffset: 4 * ((ky * k + kx) * pitch + b * 16), as: SIMD16<Float>.self)
+                                    let base = 4 * ((row + ox * s - pad + kx * d) * pitch + b * 16), step = 4 * s * pitch
+                                    a0.addProduct(xb.load(fromByteOffset: base, as: SIMD16<Float>.self), wv)
+                                    a1.addProduct(xb.load(fromByteOffset: base + step, as: SIMD16<Float>.self), wv)
+                                    a2.addProduct(xb.load(fromByteOffset: base + 2 * step, as: SIMD16<Float>.self), wv)
+                                    a3.addProduct(xb.load(fromByteOffset: base + 3 * step, as: SIMD16<Float>.self), wv)
+                                }
+                            }
+                            let c0 = b * 16, lanes = min(16, c - c0), out = o + (oy * wo + ox) * c + c0
+                            s8_emit16(a0, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out)
+                            s8_emit16(a1, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out + c)
+                            s8_emit16(a2, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out + 2 * c)
+                            s8_emit16(a3, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out + 3 * c)
+                        }
+                        ox += 4
+                        continue
+                    }
                     let tx = validTaps(ox, n: w, kernel: k, stride: s, dilation: d, pad: pad)
                     for b in 0..<(pitch / 16) {
                         var acc = SIMD16<Float>()
@@ -381,9 +412,10 @@ public func s8_dwconv_16_simd(
                             }
                         }
                         let c0 = b * 16, lanes = min(16, c - c0)
-                        s8_emit16(acc, epilogue, scale: scale.baseAddress!, biasF: biasF.baseAddress!, c0: c0,
-                                  residual: nil, lanes: lanes, output: o + (oy * wo + ox) * c + c0)
+                        s8_emit16(acc, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes,
+                                  output: o + (oy * wo + ox) * c + c0)
                     }
+                    ox += 1
                 }
             }
         }
