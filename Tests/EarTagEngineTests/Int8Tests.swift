@@ -1,5 +1,6 @@
 // The int8 path against the float model: quantize mn04_as on the reference clips, compare outputs, file round trip
-// and refusal of corrupt int8 files. NOTE: the calibration clips are also the test clips here (no held-out set yet).
+// and refusal of corrupt int8 files. NOTE: the calibration clips are also the test clips here; the held-out
+// evaluation on real recordings the quantizer never saw is bench/int8-heldout (docs/quantization.md).
 import XCTest
 import Foundation
 import EarTagModel
@@ -100,8 +101,9 @@ final class Int8Tests: XCTestCase {
         for (c, f) in zip(clips, figures) {
             XCTAssertTrue(f.top1Same, c)
             XCTAssertGreaterThanOrEqual(f.top5Overlap, 4, c)
-            // The goal is <= 0.02 (issue 3); measured 0.03-0.12 with this scheme (min/max + equalization), so only a regression bound for now.
-            XCTAssertLessThanOrEqual(f.maxProbDiff, 0.2, c)
+            // The goal is <= 0.02 (issue 3); measured 0.011-0.071 with v2 (min/max + equalization, 12-bit weights in
+            // the small layers), so only a regression bound for now.
+            XCTAssertLessThanOrEqual(f.maxProbDiff, 0.1, c)
         }
     }
 
