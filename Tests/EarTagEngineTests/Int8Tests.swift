@@ -322,6 +322,23 @@ final class Int8SensitivityTests: XCTestCase {
             print(String(format: "sensitivity: weights 12-bit where exact, else 8 %.4f", worstOf(wn)))
             let wn2 = quantizedWeights(Array(net.layers.keys), levels: { ["features.0", "features.1.depthwise", "features.1.project", "features.2.expand", "features.2.depthwise", "features.2.project", "features.3.depthwise", "features.3.project", "features.4.project"].contains($0) ? 2047 : 127 })
             print(String(format: "sensitivity: weights 12-bit in the 9 most sensitive layers %.4f", worstOf(wn2)))
+            /// Worst max |dp| of network `n` with the activations in `fake` fake-quantized.
+            func combined(_ n: FoldedNetwork, _ fake: @escaping (String) -> Bool) -> Float {
+                worst(mels.map { m in
+                    Quantizer.calibrationForward(arch: model.architecture, net: n, melBins: 128, mel: m.mel, frames: m.frames) { k, v in
+                        guard fake(k), let (s, z) = quant(k) else { return }
+                        for i in 0..<v.count { v[i] = s * (min(max((v[i] / s).rounded(.toNearestOrEven) + Float(z), -128), 127) - Float(z)) }
+                    }
+                })
+            }
+            print(String(format: "sensitivity: 12-bit weights where exact + int8 activations %.4f", combined(wn) { _ in true }))
+            let prefix: Set = ["features.0.act", "features.1.depthwise.out"]
+            let floatPrefix = quantizedWeights(Array(net.layers.keys).filter { !["features.0", "features.1.depthwise", "features.1.project"].contains($0) },
+                                               levels: { wide($0) ? 2047 : 127 })
+            print(String(format: "sensitivity: ... with stem and block 1 in float (weights and activations) %.4f",
+                         combined(floatPrefix) { !prefix.contains($0) }))
+            print(String(format: "sensitivity: ... and block 1's output in float too %.4f",
+                         combined(floatPrefix) { !prefix.contains($0) && $0 != "features.1.add.out" }))
         }
         var wnet = net
         for (name, var l) in wnet.layers {
