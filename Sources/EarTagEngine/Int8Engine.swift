@@ -27,9 +27,11 @@ struct S8BlockPlan {
     var expand: S8LayerPlan?
     var depthwise: S8LayerPlan
     var kernel: Int, stride: Int, dilation: Int
-    /// Squeeze-excitation float weights (fc1 [s][e], b1, fc2 [e][s], b2) and the depthwise output's quantization.
+    /// Squeeze-excitation float weights (fc1 [s][e], b1, fc2 [e][s], b2), the depthwise output's quantization
+    /// (seScale, seZeroPoint) and the gated map's (seOutScale, seOutZeroPoint).
     var se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float])?
     var seScale: Float, seZeroPoint: Int32
+    var seOutScale: Float, seOutZeroPoint: Int32
     /// The projection; with a residual its epilogue adds the block input and outputs the add's quantization.
     var project: S8LayerPlan
     var residual: Bool
@@ -57,10 +59,12 @@ public final class Int8Engine {
     private let poolScale: Double, poolZeroPoint: Int32
     private let hidden: S8LayerPlan?
     private let out: S8LayerPlan
-    private let outBias: [Int32], outBiasF: [Float], outScales: [Float]
+    private let outBiasF: [Float], outScales: [Float]
     // Run-time buffers (allocated once).
     private let melQ, mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Int8>
-    private let sums, gate: UnsafeMutableBufferPointer<Int32>
+    private let sums: UnsafeMutableBufferPointer<Int32>
+    /// Per-channel SE requantization multipliers (gate * s_in / s_out).
+    private let gate: UnsafeMutableBufferPointer<Float>
     /// Centered float copy of the depthwise / stem input (vector path).
     private let centered: UnsafeMutableBufferPointer<Float>
     /// Widened input rows of the 1x1 kernel (vector path).
@@ -149,17 +153,21 @@ public final class Int8Engine {
             let projName = b.hasResidual ? p + ".add.out" : p + ".project.out"
             names.append([p + ".expand" + suffix, p + ".depthwise" + suffix, projName])
             var se: (Int, [Float], [Float], [Float], [Float])?
+            var projIn = dq
             if let sq = b.seChannels {
                 se = (sq, model.float(p + ".se.fc1.weight"), model.float(p + ".se.fc1.bias"),
                       model.float(p + ".se.fc2.weight"), model.float(p + ".se.fc2.bias"))
+                projIn = q(p + ".se", "out_scale", "out_zero_point")
+                quants[p + ".se.gated"] = projIn
             }
             let res = b.hasResidual ? (out: q(p + ".add", "out_scale", "out_zero_point"), input: blockInput) : nil
-            let (proj, pq) = layer(p + ".project", input: dq, act: .none, residual: res)
+            let (proj, pq) = layer(p + ".project", input: projIn, act: .none, residual: res)
             x = pq
             quants[projName] = pq
             plans.append(S8BlockPlan(expand: expand, depthwise: dw, kernel: b.kernel,
                                      stride: b.dilation > 1 ? 1 : b.stride, dilation: b.dilation,
-                                     se: se, seScale: Float(dq.0), seZeroPoint: dq.1, project: proj, residual: b.hasResidual))
+                                     se: se, seScale: Float(dq.0), seZeroPoint: dq.1, seOutScale: Float(projIn.0),
+                                     seOutZeroPoint: projIn.1, project: proj, residual: b.hasResidual))
         }
         blocks = plans
         let lastPlan = layer("features.\(arch.blocks.count + 1)", input: x, act: .hardswish)
@@ -180,8 +188,7 @@ public final class Int8Engine {
             hidden = nil
         }
         let ow = model.weights("classifier.out.weight"), oshape = model.tensors["classifier.out.weight"]!.shape
-        outBias = model.int32("classifier.out.bias")
-        outBiasF = outBias.map { Float($0) }
+        outBiasF = model.int32("classifier.out.bias").map { Float($0) }
         outScales = model.float("classifier.out.weight_scale").map { Float(x.0) * $0 }
         var outPacked = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: oshape[1], cout: oshape[0]))
         ow.withUnsafeBufferPointer { wi in
@@ -213,7 +220,7 @@ public final class Int8Engine {
         mapA = bytes(largest); mapB = bytes(largest); mapC = bytes(largest); mapD = bytes(largest)
         pooled = bytes(widest); hiddenQ = bytes(widest)
         sums = .allocate(capacity: widest); sums.initialize(repeating: 0)
-        gate = .allocate(capacity: widest); gate.initialize(repeating: 0)
+        gate = floatBuffer(widest)
         floats = floatBuffer(3 * widest)
     }
 
@@ -316,7 +323,10 @@ public final class Int8Engine {
             }
             let n = orows * ocols
             debug(names[bi][1], mapD, n * d.cout)
-            if let se = b.se { squeezeExcite(se, map: mapD, pixels: n, channels: d.cout, scale: b.seScale, zeroPoint: b.seZeroPoint) }
+            if let se = b.se {
+                squeezeExcite(se, map: mapD, pixels: n, channels: d.cout, scale: b.seScale, zeroPoint: b.seZeroPoint,
+                              outScale: b.seOutScale, outZeroPoint: b.seOutZeroPoint)
+            }
             pointwise(b.project, input: mapD, pixels: n, residual: b.residual ? x : nil, output: y)
             debug(names[bi][2], y, n * b.project.cout)
             rows = orows; cols = ocols
@@ -349,8 +359,8 @@ public final class Int8Engine {
                 }
             } else {
                 out.weights.withUnsafeBufferPointer { w in
-                    outBias.withUnsafeBufferPointer { b in
-                        s8_linear_dequantize_reference(input: UnsafeBufferPointer(headIn), nin: out.cin, weights: w, bias: b,
+                    outBiasF.withUnsafeBufferPointer { b in
+                        s8_linear_dequantize_reference(input: UnsafeBufferPointer(headIn), nin: out.cin, weights: w, biasF: b,
                                                        nout: out.cout, scales: s, output: logits)
                     }
                 }
@@ -365,11 +375,11 @@ public final class Int8Engine {
         cap(name, UnsafeBufferPointer(rebasing: t[0..<count]), count, q.0, q.1)
     }
 
-    /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gate is applied to
-    /// the int8 map in Q15 (s8_gate_q15_reference or its vector form), keeping the map's quantization.
+    /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gated map is
+    /// requantized in place to its own quantization (s8_gate_reference or its vector form).
     private func squeezeExcite(_ se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float]),
                                map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels e: Int,
-                               scale: Float, zeroPoint: Int32) {
+                               scale: Float, zeroPoint: Int32, outScale: Float, outZeroPoint: Int32) {
         if usesReferenceKernels {
             s8_channel_sums_reference(input: UnsafeBufferPointer(map), pixels: pixels, channels: e, sums: sums)
         } else {
@@ -389,13 +399,15 @@ public final class Int8Engine {
             for c in 0..<e {
                 var a = se.b2[c]
                 for j in 0..<se.squeeze { a += w[c * se.squeeze + j] * hiddenF[j] }
-                gate[c] = Int32((f32_sigmoid(a) * 32768).rounded())
+                gate[c] = f32_sigmoid(a) * (scale / outScale)
             }
         }
         if usesReferenceKernels {
-            s8_gate_q15_reference(map: map, pixels: pixels, channels: e, zeroPoint: zeroPoint, gate: UnsafeBufferPointer(gate))
+            s8_gate_reference(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
+                              multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
         } else {
-            s8_gate_q15_16_simd(map: map, pixels: pixels, channels: e, zeroPoint: zeroPoint, gate: UnsafeBufferPointer(gate))
+            s8_gate_16_simd(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
+                            multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
         }
     }
 

@@ -284,7 +284,7 @@ public enum Quantizer {
                 }
                 var b = (Double(f.bias[c]) / (input.scale * Double(s))).rounded()
                 if foldZeroPoint { b -= Double(input.zeroPoint) * Double(sum) }
-                bias[c] = Int32(min(max(b, -16_777_216), 16_777_216))  // |b| <= 2^24: exact in float (s8MaxBias)
+                bias[c] = Int32(min(max(b, -1_073_741_824), 1_073_741_824))  // s8MaxBias
             }
             tensors[name + ".weight"] = wide ? SafetensorsTensor(int16: wq, shape: shape)
                                              : SafetensorsTensor(int8: wq.map { Int8($0) }, shape: shape)
@@ -314,6 +314,10 @@ public enum Quantizer {
                 tensors[p + ".se.fc1.bias"] = SafetensorsTensor(float32: Tensor(shape: [s.squeeze], data: s.b1))
                 tensors[p + ".se.fc2.weight"] = SafetensorsTensor(float32: Tensor(shape: [e, s.squeeze], data: s.fc2))
                 tensors[p + ".se.fc2.bias"] = SafetensorsTensor(float32: Tensor(shape: [e], data: s.b2))
+                // The gated map gets its own range (small gates would otherwise leave few levels of the depthwise
+                // output's grid); the projection reads it.
+                y = quant(p + ".se.gated")
+                put(p + ".se", y, scale: "out_scale", zero: "out_zero_point")
             }
             y = layer(p + ".project", input: y, hardswish: false, tapMajor: false, foldZeroPoint: true)!
             if b.hasResidual {
@@ -364,7 +368,7 @@ public enum Quantizer {
 
     /// Float forward pass with scalar reference kernels over folded weights, reporting every tensor that gets a
     /// quantization range (keys: "input", "<layer>.out" = conv output before hardswish or after ReLU, "<layer>.act"
-    /// = after hardswish, "<block>.add.out", "pool") to `observe`. Returns the logits (tests compare them with
+    /// = after hardswish, "<block>.se.gated" = the depthwise output times the SE gate, "<block>.add.out", "pool") to `observe`. Returns the logits (tests compare them with
     /// FloatEngine's).
     static func calibrationForward(arch: Architecture, net: FoldedNetwork, melBins: Int, mel: [Float], frames: Int,
                                    observe: (String, UnsafeMutableBufferPointer<Float>) -> Void) -> [Float] {
@@ -434,6 +438,7 @@ public enum Quantizer {
                     scale[c] = f32_sigmoid(a)
                 }
                 for px in 0..<(orows * ocols) { for c in 0..<d.cout { z[px * d.cout + c] *= scale[c] } }
+                see(p + ".se.gated", &z)
             }
             var o = conv1x1(p + ".project", z, pixels: orows * ocols)
             activate(p + ".project", &o, nil)

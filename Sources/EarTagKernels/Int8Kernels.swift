@@ -12,8 +12,9 @@
 // for the 12-bit layers) is an exact integer, and every partial sum stays below 2^24 while K * max|x| * max|w| < 2^24
 // (`s8_float_sums_exact`: 1x1 convs and linears with 8-bit weights K <= 1032, with 12-bit weights K <= 64; depthwise
 // and stem taps, centered: 25 * 255 * 2047 < 2^24). Floats represent all integers up to 2^24 exactly, so each fused
-// multiply-add is exact. Callers (Int8Engine) run the references where the condition does not hold. The bias (|bias| <= 2^24, checked at load) is added last, in one
-// rounding, which equals the reference's Float(Int32 accumulator).
+// multiply-add is exact and the float sum equals the references' int32 sum. Callers (Int8Engine) run the references
+// where the condition does not hold. Both paths then add the bias as a float (Float(bias), the same value in both) in
+// the epilogue, so any int32 bias keeps them bit-exact.
 
 /// Largest reduction length of the float-lane 1x1/linear kernels with 8-bit weights (K * 128 * 127 < 2^24).
 public let s8FloatExactMaxK = 1032
@@ -21,8 +22,8 @@ public let s8FloatExactMaxK = 1032
 /// True when float sums of `k` products with |x| <= maxInput and |w| <= maxWeight are exact (every partial sum below
 /// 2^24): the condition under which the vectorized kernels equal their int32 references.
 public func s8_float_sums_exact(k: Int, maxInput: Int, maxWeight: Int) -> Bool { k * maxInput * maxWeight < 1 << 24 }
-/// Largest |bias| the kernels accept (exact in Float).
-public let s8MaxBias: Int32 = 1 << 24
+/// Largest |bias| (the quantizer's clamp; the loader refuses larger ones).
+public let s8MaxBias: Int32 = 1 << 30
 
 /// The 1.5 * 2^23 rounding constant: for |y| < 2^22, the float sum y + magic holds round-to-nearest-even(y) in its low
 /// mantissa bits. ref: XNNPACK requantization.h (magic bias).
@@ -68,14 +69,14 @@ public enum S8Activation: Sendable, Equatable {
     case none, relu, hardswish
 }
 
-/// Per-layer epilogue: out = round((act(Float(acc) * scale[c]) + residual) * inverseOutputScale) + zeroPoint, where
-/// acc is the exact int32 accumulator (bias included), scale[c] = s_in * s_w[c] is the real value of one accumulator
-/// unit, and residual = residualScale * (r - residualZeroPoint) when a residual map is given (fused residual add).
+/// Per-layer epilogue: out = round((act((Float(sum) + Float(bias[c])) * scale[c]) + residual) * inverseOutputScale)
+/// + zeroPoint, where sum is the exact int32 sum of products (bias not included), scale[c] = s_in * s_w[c] is the real
+/// value of one accumulator unit, and residual = residualScale * (r - residualZeroPoint) when a residual map is given (fused residual add).
 /// Arrays are padded with zeros to a multiple of 16 channels for the vector kernels.
 public struct S8Epilogue: Sendable {
     public var activation: S8Activation
     public var channels: Int
-    /// Integer biases (|b| <= 2^24) and their exact float copies, padded.
+    /// Integer biases (|b| <= 2^30) and their float values (what the epilogue adds), padded.
     public var bias: [Int32]
     public var biasF: [Float]
     /// s_in * s_w[c], padded.
@@ -89,7 +90,7 @@ public struct S8Epilogue: Sendable {
     public init(bias: [Int32], scale: [Float], activation: S8Activation, outputScale: Float, outputZeroPoint: Int32,
                 residualScale: Float = 0, residualZeroPoint: Int32 = 0) {
         precondition(bias.count == scale.count && outputScale > 0)
-        precondition(bias.allSatisfy { abs($0) <= s8MaxBias }, "bias beyond 2^24")
+        precondition(bias.allSatisfy { abs($0) <= s8MaxBias }, "bias beyond 2^30")
         let padded = (bias.count + 15) / 16 * 16
         channels = bias.count
         self.bias = bias + [Int32](repeating: 0, count: padded - bias.count)
@@ -104,8 +105,8 @@ public struct S8Epilogue: Sendable {
 
     /// The reference epilogue of channel `c` for the exact accumulator `acc` (residual value `r` when `hasResidual`).
     @inline(__always)
-    public func apply(_ acc: Int32, channel c: Int, residual r: Int8 = 0, hasResidual: Bool = false) -> Int8 {
-        var y = Float(acc) * scale[c]
+    public func apply(_ sum: Int32, channel c: Int, residual r: Int8 = 0, hasResidual: Bool = false) -> Int8 {
+        var y = (Float(sum) + biasF[c]) * scale[c]
         switch activation {
         case .none: break
         case .relu: y = max(y, 0)
@@ -118,8 +119,7 @@ public struct S8Epilogue: Sendable {
 
 /// Vector epilogue of 16 channels starting at `c0`: `sum` holds the exact float sums without bias; `scale` and
 /// `biasF` point at the padded epilogue arrays; `residual` at the 16 (or `lanes`) residual values. Same float
-/// operations, in the same order, as `S8Epilogue.apply` (bias added first: Float(sum) + bias is the one rounding of
-/// the exact integer, as Float(Int32 acc) in the reference).
+/// operations, in the same order, as `S8Epilogue.apply`.
 @_transparent
 func s8_epilogue16(_ sum: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<Float>, biasF: UnsafePointer<Float>,
                    c0: Int, residual: UnsafePointer<Int8>?, lanes: Int) -> SIMD16<Int32> {
@@ -180,11 +180,11 @@ func s8_emit16(_ a: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<Float>,
 
 // MARK: - 1x1 conv (GEMM)
 
-/// Scalar reference int8 1x1 conv (a GEMM): acc[p][co] = bias[co] + sum_ci input[p][ci] * weights[co][ci] in int32,
-/// then `epilogue.apply` (with residual[p][co] when given: the fused residual add). The input zero point is folded
+/// Scalar reference int8 1x1 conv (a GEMM): sum[p][co] = sum_ci input[p][ci] * weights[co][ci] in int32, then
+/// `epilogue.apply` (which adds the bias) (with residual[p][co] when given: the fused residual add). The input zero point is folded
 /// into the bias (valid: a 1x1 conv has no padding). Layout: input [pixels][cin], weights [cout][cin], output and
 /// residual [pixels][cout]. Invariant: |input * weight| <= 128 * 2047 < 2^18; the int32 sum cannot overflow for
-/// cin < (2^31 - 2^24) / 2^18 (about 8100; the model's largest cin is 960 at width 1.0, and 12-bit weights only occur
+/// cin < 2^31 / 2^18 (8192; the model's largest cin is 960 at width 1.0, and 12-bit weights only occur
 /// with cin <= 64).
 public func s8_conv1x1_reference(
     input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
@@ -196,7 +196,7 @@ public func s8_conv1x1_reference(
     precondition(residual == nil || residual!.count >= pixels * cout)
     for p in 0..<pixels {
         for co in 0..<cout {
-            var acc = epilogue.bias[co]
+            var acc: Int32 = 0
             for ci in 0..<cin { acc &+= Int32(input[p * cin + ci]) * Int32(weights[co * cin + ci]) }
             output[p * cout + co] = epilogue.apply(acc, channel: co, residual: residual?[p * cout + co] ?? 0,
                                                    hasResidual: residual != nil)
@@ -290,10 +290,9 @@ public func s8_conv1x1_8x16_simd(
 /// Channels rounded up to a multiple of 16 (the row pitch of the vectorized depthwise buffers).
 public func s8_dw_pitch(_ channels: Int) -> Int { (channels + 15) / 16 * 16 }
 
-/// Scalar reference int8 depthwise conv over output rows `rows`: acc = bias[c] + sum_taps w[tap][c] * (x - zp_in) in
-/// int32, taps outside the input skipped (they hold real 0 = zp_in, contributing 0), then `epilogue.apply`.
+/// Scalar reference int8 depthwise conv over output rows `rows`: sum = sum_taps w[tap][c] * (x - zp_in) in int32, taps outside the input skipped (they hold real 0 = zp_in, contributing 0), then `epilogue.apply`.
 /// Layout: input [h][w][c], weights tap-major [k * k][c], output [ho][wo][c] (see f32_conv_out_size).
-/// Invariant: |w * (x - zp)| <= 2047 * 255 < 2^19; 25 taps give < 2^24, far inside int32 with |bias| <= 2^24.
+/// Invariant: |w * (x - zp)| <= 2047 * 255 < 2^19; 25 taps give < 2^24, far inside int32.
 public func s8_dwconv_reference(
     input: UnsafeBufferPointer<Int8>, height h: Int, width w: Int, channels c: Int, inputZeroPoint: Int32,
     weights: UnsafeBufferPointer<Int16>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
@@ -307,7 +306,7 @@ public func s8_dwconv_reference(
     for oy in rows {
         for ox in 0..<wo {
             for ch in 0..<c {
-                var acc = epilogue.bias[ch]
+                var acc: Int32 = 0
                 for ky in 0..<k {
                     let iy = oy * s - pad + ky * d
                     if iy < 0 || iy >= h { continue }
@@ -438,7 +437,7 @@ public func s8_stem3x3s2_reference(
     for oy in 0..<ho {
         for ox in 0..<wo {
             for co in 0..<cout {
-                var acc = epilogue.bias[co]
+                var acc: Int32 = 0
                 for ky in 0..<3 {
                     let iy = oy * 2 - 1 + ky
                     if iy < 0 || iy >= h { continue }
@@ -573,63 +572,60 @@ public func s8_pool_requantize(sums: UnsafeBufferPointer<Int32>, pixels: Int, ch
     for ch in 0..<c { output[ch] = s8_round(Float(sums[ch] - off) * multiplier, zeroPoint: outputZeroPoint) }
 }
 
-/// Scalar reference squeeze-excitation gate in Q15, in place on an int8 map [pixels][c] keeping its quantization:
-/// x = zp + ((x - zp) * gate[c] + 2^14) >> 15 with gate[c] = round(sigmoid * 2^15) in 0...32768.
-/// Invariant: |x - zp| <= 255, so the product is < 2^23; a gate <= 1 never grows |x - zp|, so no clamp is needed.
-public func s8_gate_q15_reference(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
-                                  zeroPoint: Int32, gate: UnsafeBufferPointer<Int32>) {
-    precondition(map.count >= pixels * c && gate.count >= c)
+/// Scalar reference squeeze-excitation gate with requantization, in place on an int8 map [pixels][c]:
+/// x = s8_round(Float(x - zpIn) * multiplier[c], zpOut) with multiplier[c] = gate[c] * s_in / s_out (the gated map has
+/// its own calibrated quantization). Invariant: |x - zp| <= 255 is exact in float; one rounding per value.
+public func s8_gate_reference(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
+                              inputZeroPoint: Int32, multiplier: UnsafeBufferPointer<Float>, outputZeroPoint: Int32) {
+    precondition(map.count >= pixels * c && multiplier.count >= c)
     for p in 0..<pixels {
         for ch in 0..<c {
-            let x = Int32(map[p * c + ch]) - zeroPoint
-            map[p * c + ch] = Int8(zeroPoint + ((x * gate[ch] + 16384) >> 15))
+            map[p * c + ch] = s8_round(Float(Int32(map[p * c + ch]) - inputZeroPoint) * multiplier[ch], zeroPoint: outputZeroPoint)
         }
     }
 }
 
-/// Vectorized `s8_gate_q15_reference`: 16 channels per int32 vector (x86 vpmulld, NEON mul.4s), scalar channel tail;
-/// the same integer operations, so bit-exact.
-public func s8_gate_q15_16_simd(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
-                                zeroPoint: Int32, gate: UnsafeBufferPointer<Int32>) {
-    precondition(map.count >= pixels * c && gate.count >= c)
+/// Vectorized `s8_gate_reference`: 16 channels per vector (widen, subtract, multiply, `s8_round16`, narrow), scalar
+/// channel tail; the same float operations, so bit-exact.
+public func s8_gate_16_simd(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
+                            inputZeroPoint: Int32, multiplier: UnsafeBufferPointer<Float>, outputZeroPoint: Int32) {
+    precondition(map.count >= pixels * c && multiplier.count >= c)
     guard c > 0, pixels > 0 else { return }
-    let m = map.baseAddress!, g = gate.baseAddress!
-    let full = c / 16 * 16
+    let m = map.baseAddress!, g = UnsafeRawPointer(multiplier.baseAddress!)
+    let full = c / 16 * 16, zin = Float(inputZeroPoint)
     for p in 0..<pixels {
         let row = m + p * c
         var c0 = 0
         while c0 < full {
-            var x = SIMD16<Int32>(), gv = SIMD16<Int32>()
-            for l in 0..<16 { x[l] = Int32(row[c0 + l]); gv[l] = g[c0 + l] }
-            let y = SIMD16(repeating: zeroPoint) &+ (((x &- zeroPoint) &* gv &+ 16384) &>> 15)
-            for l in 0..<16 { row[c0 + l] = Int8(truncatingIfNeeded: y[l]) }
+            let x = s8_load16(row + c0, lanes: 16) - zin
+            let y = x * g.loadUnaligned(fromByteOffset: 4 * c0, as: SIMD16<Float>.self)
+            s8_store16(s8_round16(y, zeroPoint: outputZeroPoint), row + c0, lanes: 16)
             c0 += 16
         }
         for ch in full..<c {
-            let x = Int32(row[ch]) - zeroPoint
-            row[ch] = Int8(truncatingIfNeeded: zeroPoint + ((x * g[ch] + 16384) >> 15))
+            row[ch] = s8_round(Float(Int32(row[ch]) - inputZeroPoint) * multiplier[ch], zeroPoint: outputZeroPoint)
         }
     }
 }
 
-/// Scalar reference int8 dense layer with float output (the classifier's last Linear): the int32 accumulator
-/// (bias with zero point folded, as in s8_conv1x1_reference) times inputScale * weightScale[o].
+/// Scalar reference int8 dense layer with float output (the classifier's last Linear): (Float(int32 sum) + biasF[o])
+/// times inputScale * weightScale[o] (biasF: the bias with the zero point folded, as in s8_conv1x1_reference).
 /// Invariant: as s8_conv1x1_reference.
 public func s8_linear_dequantize_reference(input: UnsafeBufferPointer<Int8>, nin: Int,
-                                           weights: UnsafeBufferPointer<Int16>, bias: UnsafeBufferPointer<Int32>,
+                                           weights: UnsafeBufferPointer<Int16>, biasF: UnsafeBufferPointer<Float>,
                                            nout: Int, scales: UnsafeBufferPointer<Float>,
                                            output: UnsafeMutableBufferPointer<Float>) {
     precondition(input.count >= nin && weights.count >= nin * nout && output.count >= nout && scales.count >= nout)
     for o in 0..<nout {
-        var acc = bias[o]
+        var acc: Int32 = 0
         for i in 0..<nin { acc &+= Int32(input[i]) * Int32(weights[o * nin + i]) }
-        output[o] = Float(acc) * scales[o]
+        output[o] = (Float(acc) + biasF[o]) * scales[o]
     }
 }
 
 /// Vectorized `s8_linear_dequantize_reference`, bit-exact with it: weights from `s8_pack_conv1x1_16` (nout as cout),
 /// the input widened to floats in `scratch` (nin floats), 16 outputs per vector with exact float sums (nin <=
-/// s8FloatExactMaxK), then (sum + Float(bias)) * scale: one rounding of the exact integer, as the reference.
+/// s8FloatExactMaxK), then (sum + biasF) * scale, the reference's operations.
 public func s8_linear_dequantize_16_simd(input: UnsafeBufferPointer<Int8>, nin: Int,
                                          packed: UnsafeBufferPointer<Float>, biasF: UnsafeBufferPointer<Float>,
                                          nout: Int, scales: UnsafeBufferPointer<Float>,

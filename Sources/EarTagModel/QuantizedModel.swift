@@ -11,9 +11,10 @@ public struct QuantizedModel: Sendable {
     public static let scheme = "int8 weights symmetric per output channel (|q| <= 127), widened to 12 bits (I16, "
         + "|q| <= 2047) in the stem, the depthwise convs and the 1x1 convs with at most 64 inputs; int8 activations "
         + "asymmetric per tensor (real = scale * (q - zero_point)); int32 accumulation, 1x1-conv biases with the input "
-        + "zero point folded in, |bias| <= 2^24; fp32 requantization (accumulator times s_in * s_w, activation in real "
+        + "zero point folded in, |bias| <= 2^30; fp32 requantization ((sum + bias) as float times s_in * s_w, activation in real "
         + "units, residual added in real units, times 1 / s_out, round to nearest even); global average pool as int32 "
-        + "sum + requantization; squeeze-excitation in float on the pooled vector, gate applied in Q15; final Linear "
+        + "sum + requantization; squeeze-excitation in float on the pooled vector, the gated map requantized to its own "
+        + "calibrated quantization (per-channel float multiplier gate * s_in / s_out); final Linear "
         + "dequantized to float logits"
 
     public var architecture: Architecture
@@ -99,6 +100,8 @@ public struct QuantizedModel: Sendable {
                 t["\(p).se.fc1.bias"] = Spec(dtype: .f32, shape: [s])
                 t["\(p).se.fc2.weight"] = Spec(dtype: .f32, shape: [e, s])
                 t["\(p).se.fc2.bias"] = Spec(dtype: .f32, shape: [e])
+                t["\(p).se.out_scale"] = Spec(dtype: .f32, shape: [1])
+                t["\(p).se.out_zero_point"] = Spec(dtype: .i32, shape: [1])
             }
             if b.hasResidual {
                 t["\(p).add.out_scale"] = Spec(dtype: .f32, shape: [1])
@@ -140,8 +143,8 @@ public struct QuantizedModel: Sendable {
                 }
             }
             if n.hasSuffix(".bias") && t.dtype == .i32 {
-                for v in int32Values(t) where v < -(1 << 24) || v > 1 << 24 {
-                    throw bad("tensor '\(n)' holds bias \(v), outside -2^24...2^24")
+                for v in int32Values(t) where v < -(1 << 30) || v > 1 << 30 {
+                    throw bad("tensor '\(n)' holds bias \(v), outside -2^30...2^30")
                 }
             }
             if n.hasSuffix(".se.fc1.weight") || n.hasSuffix(".se.fc2.weight") || n.hasSuffix(".bias") && t.dtype == .f32 {

@@ -221,7 +221,7 @@ final class Int8Tests: XCTestCase {
             $0.tensors["features.0.weight"] = SafetensorsTensor(float32: Tensor(shape: [9, 16], data: .init(repeating: 0, count: 144)))
         }
         try assertRefused(q, "features.5.project.bias") {
-            var b = $0.int32("features.5.project.bias"); b[0] = (1 << 24) + 1
+            var b = $0.int32("features.5.project.bias"); b[0] = (1 << 30) + 1
             $0.tensors["features.5.project.bias"] = SafetensorsTensor(int32: b, shape: [b.count])
         }
         try assertRefused(q, "features.3.depthwise.weight") {
@@ -261,10 +261,12 @@ final class Int8SensitivityTests: XCTestCase {
             let (scale, zero): (String, String)
             if key == "input" || key == "pool" { (scale, zero) = (key + ".scale", key + ".zero_point") }
             else if key.hasSuffix(".act") { (scale, zero) = (String(key.dropLast(4)) + ".act_scale", String(key.dropLast(4)) + ".act_zero_point") }
+            else if key.hasSuffix(".se.gated") { (scale, zero) = (String(key.dropLast(6)) + ".out_scale", String(key.dropLast(6)) + ".out_zero_point") }
             else if key.hasSuffix(".out") { (scale, zero) = (String(key.dropLast(4)) + ".out_scale", String(key.dropLast(4)) + ".out_zero_point") }
             else { return nil }
             guard let s = q.tensors[scale], let z = q.tensors[zero] else { return nil }
             let name = String(key.dropLast(4))
+            if key.hasSuffix(".se.gated") { return (s.float32Values()![0], q.int32(zero)[0]) }
             // Pre-activation outputs of hardswish layers and projections feeding a residual add are not stored.
             if key.hasSuffix(".out"), q.tensors[name + ".act_scale"] != nil { return nil }
             if key.hasSuffix(".project.out"), q.tensors[name.replacingOccurrences(of: ".project", with: ".add") + ".out_scale"] != nil { return nil }
@@ -332,6 +334,19 @@ final class Int8SensitivityTests: XCTestCase {
                 })
             }
             print(String(format: "sensitivity: 12-bit weights where exact + int8 activations %.4f", combined(wn) { _ in true }))
+            // The first v2 engine re-rounded the gated SE map to the depthwise output's quantization (now: its own).
+            let gatedQuant: (String) -> (Float, Int32)? = { k in
+                guard k.hasSuffix(".se.gated") else { return quant(k) }
+                let p = String(k.dropLast(9))
+                return quant(p + ".depthwise.act") ?? quant(p + ".depthwise.out")
+            }
+            let withGate = worst(mels.map { m in
+                Quantizer.calibrationForward(arch: model.architecture, net: wn, melBins: 128, mel: m.mel, frames: m.frames) { k, v in
+                    guard let (s, z) = gatedQuant(k) else { return }
+                    for i in 0..<v.count { v[i] = s * (min(max((v[i] / s).rounded(.toNearestOrEven) + Float(z), -128), 127) - Float(z)) }
+                }
+            })
+            print(String(format: "sensitivity: ... with the gated SE maps re-rounded on the depthwise grid %.4f", withGate))
             let prefix: Set = ["features.0.act", "features.1.depthwise.out"]
             let floatPrefix = quantizedWeights(Array(net.layers.keys).filter { !["features.0", "features.1.depthwise", "features.1.project"].contains($0) },
                                                levels: { wide($0) ? 2047 : 127 })

@@ -64,7 +64,7 @@ final class Int8KernelTests: XCTestCase {
             e.activation = [.none, .relu, .hardswish][Int.random(in: 0...2, using: &rng)]
             let acc = Int32.random(in: -(1 << 22)...(1 << 22), using: &rng), r = Int8.random(in: -128...127, using: &rng)
             let hasResidual = Bool.random(using: &rng)
-            var y = Double(acc) * Double(e.scale[0])
+            var y = (Double(acc) + Double(e.bias[0])) * Double(e.scale[0])
             switch e.activation {
             case .none: break
             case .relu: y = max(y, 0)
@@ -134,7 +134,7 @@ final class Int8KernelTests: XCTestCase {
                 for oy in 0..<ho {
                     for ox in 0..<wo {
                         for ch in 0..<c {
-                            var acc = e.bias[ch]
+                            var acc: Int32 = 0
                             for ky in 0..<k {
                                 for kx in 0..<k {
                                     let iy = oy * stride + ky, ix = ox * stride + kx
@@ -152,12 +152,18 @@ final class Int8KernelTests: XCTestCase {
     }
 
     func testGateAndPool() {
-        // Gate: 1 keeps values, 0 sends them to the zero point, 0.5 halves the distance (rounded half up).
+        // Gate: 1 keeps values, 0 sends them to the zero point, 0.5 halves the distance (ties to even); a new output
+        // zero point shifts the result; results clamp to int8.
         var map: [Int8] = [-128, -7, 0, 9, 127, 127]
-        let gate: [Int32] = [32768, 0, 16384, 16384, 16384, 32768]
+        let gate: [Float] = [1, 0, 0.5, 0.5, 0.5, 1]
         map.withUnsafeMutableBufferPointer { m in gate.withUnsafeBufferPointer { g in
-            s8_gate_q15_reference(map: m, pixels: 1, channels: 6, zeroPoint: -8, gate: g) } }
-        XCTAssertEqual(map, [-128, -8, -4, 1, 60, 127])
+            s8_gate_reference(map: m, pixels: 1, channels: 6, inputZeroPoint: -8, multiplier: g, outputZeroPoint: -8) } }
+        XCTAssertEqual(map, [-128, -8, -4, 0, 60, 127])
+        var map2: [Int8] = [10, 10]
+        let twice: [Float] = [2, 20]
+        map2.withUnsafeMutableBufferPointer { m in twice.withUnsafeBufferPointer { g in
+            s8_gate_reference(map: m, pixels: 1, channels: 2, inputZeroPoint: 0, multiplier: g, outputZeroPoint: 3) } }
+        XCTAssertEqual(map2, [23, 127])
         // Global average pool of a constant map returns the constant (same scales and zero points).
         let c = 5, px = 13
         let x = [Int8](repeating: 42, count: c * px)
@@ -183,7 +189,7 @@ final class Int8VectorKernelTests: XCTestCase {
                 // 12-bit weights where the float sums stay exact (cin <= 64), else 8-bit.
                 let limit: Int16 = cin <= 64 && Bool.random(using: &rng) ? 2047 : 127
                 let x = rng.int8s(pixels * cin), w = rng.weights(cin * cout, limit: limit), r = rng.int8s(pixels * cout)
-                let e = rng.epilogue(cout, biasRange: 1 << 24, residual: residual)
+                let e = rng.epilogue(cout, biasRange: 1 << 30, residual: residual)
                 var packed = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
                 var scratch = [Float](repeating: 0, count: s8_conv1x1_scratch_count(cin: cin))
                 var ref = [Int8](repeating: 0, count: pixels * cout), vec = [Int8](repeating: 1, count: pixels * cout)
@@ -212,7 +218,7 @@ final class Int8VectorKernelTests: XCTestCase {
         let cin = s8FloatExactMaxK, cout = 17, pixels = 9
         let x = (0..<(pixels * cin)).map { _ in Bool.random(using: &rng) ? Int8(-128) : Int8(127) }
         let w = (0..<(cout * cin)).map { _ in Bool.random(using: &rng) ? Int16(-127) : Int16(127) }
-        let e = rng.epilogue(cout, biasRange: 1 << 24, unit: 1e-7...1e-5)
+        let e = rng.epilogue(cout, biasRange: 1 << 30, unit: 1e-7...1e-5)
         var packed = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
         var scratch = [Float](repeating: 0, count: s8_conv1x1_scratch_count(cin: cin))
         var ref = [Int8](repeating: 0, count: pixels * cout), vec = ref
@@ -236,7 +242,7 @@ final class Int8VectorKernelTests: XCTestCase {
                 let h = Int.random(in: 1...9, using: &rng), w = Int.random(in: 1...23, using: &rng)
                 let x = rng.int8s(h * w * c), wt = rng.weights(k * k * c, limit: 2047)
                 let zp = Int32.random(in: -128...127, using: &rng)
-                let e = rng.epilogue(c, biasRange: 1 << 24, unit: 1e-6...1e-4)
+                let e = rng.epilogue(c, biasRange: 1 << 30, unit: 1e-6...1e-4)
                 let ho = f32_conv_out_size(h, kernel: k, stride: st, dilation: d)
                 let wo = f32_conv_out_size(w, kernel: k, stride: st, dilation: d)
                 let pitch = s8_dw_pitch(c)
@@ -265,7 +271,7 @@ final class Int8VectorKernelTests: XCTestCase {
         for cout in [1, 8, 15, 16, 17, 24] {
             for (h, w) in [(1, 1), (2, 3), (7, 9), (8, 8), (13, 11)] {
                 let x = rng.int8s(h * w), wt = rng.weights(9 * cout, limit: 2047), zp = Int32.random(in: -128...127, using: &rng)
-                let e = rng.epilogue(cout, biasRange: 1 << 24)
+                let e = rng.epilogue(cout, biasRange: 1 << 30)
                 let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
                 var packed = [Float](repeating: 0, count: 9 * s8_dw_pitch(cout)), centered = [Float](repeating: 0, count: h * w)
                 var ref = [Int8](repeating: 0, count: ho * wo * cout), vec = [Int8](repeating: 1, count: ho * wo * cout)
@@ -306,29 +312,33 @@ final class Int8VectorKernelTests: XCTestCase {
                 s2.withUnsafeMutableBufferPointer { s8_channel_sums_16_simd(input: xi, pixels: pixels, channels: c, sums: $0) }
             }
             XCTAssertEqual(s1, s2, "seed \(seed) sums c \(c)")
-            let gate = (0..<c).map { _ in Int32.random(in: 0...32768, using: &rng) }
-            let zp = Int32.random(in: -128...127, using: &rng)
+            let gate = (0..<c).map { _ in Float.random(in: 0...3, using: &rng) }
+            let zp = Int32.random(in: -128...127, using: &rng), zo = Int32.random(in: -128...127, using: &rng)
             var m1 = x, m2 = x
             gate.withUnsafeBufferPointer { g in
-                m1.withUnsafeMutableBufferPointer { s8_gate_q15_reference(map: $0, pixels: pixels, channels: c, zeroPoint: zp, gate: g) }
-                m2.withUnsafeMutableBufferPointer { s8_gate_q15_16_simd(map: $0, pixels: pixels, channels: c, zeroPoint: zp, gate: g) }
+                m1.withUnsafeMutableBufferPointer {
+                    s8_gate_reference(map: $0, pixels: pixels, channels: c, inputZeroPoint: zp, multiplier: g, outputZeroPoint: zo)
+                }
+                m2.withUnsafeMutableBufferPointer {
+                    s8_gate_16_simd(map: $0, pixels: pixels, channels: c, inputZeroPoint: zp, multiplier: g, outputZeroPoint: zo)
+                }
             }
             XCTAssertEqual(m1, m2, "seed \(seed) gate c \(c)")
         }
         for (nin, nout) in [(1, 1), (16, 7), (17, 33), (512, 527)] {
             let x = rng.int8s(nin), w = rng.weights(nin * nout)
-            let bias = (0..<nout).map { _ in Int32.random(in: -(1 << 24)...(1 << 24), using: &rng) }
+            let bias = (0..<nout).map { _ in Int32.random(in: -(1 << 30)...(1 << 30), using: &rng) }
             let scales = (0..<nout).map { _ in Float.random(in: 1e-5...1e-3, using: &rng) }
+            let biasF = bias.map { Float($0) }
             var packed = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: nin, cout: nout))
             var scratch = [Float](repeating: 0, count: nin)
             var ref = [Float](repeating: 0, count: nout), vec = [Float](repeating: 1, count: nout)
             withBuffers(x, w, &ref) { xi, wi, o in
                 packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: nin, cout: nout, packed: $0) }
-                bias.withUnsafeBufferPointer { bi in scales.withUnsafeBufferPointer { si in
-                    s8_linear_dequantize_reference(input: xi, nin: nin, weights: wi, bias: bi, nout: nout, scales: si, output: o)
+                biasF.withUnsafeBufferPointer { bi in scales.withUnsafeBufferPointer { si in
+                    s8_linear_dequantize_reference(input: xi, nin: nin, weights: wi, biasF: bi, nout: nout, scales: si, output: o)
                 } }
             }
-            let biasF = bias.map { Float($0) }
             withBuffers(x, packed, &vec) { xi, pk, o in
                 biasF.withUnsafeBufferPointer { bi in scales.withUnsafeBufferPointer { si in scratch.withUnsafeMutableBufferPointer {
                     s8_linear_dequantize_16_simd(input: xi, nin: nin, packed: pk, biasF: bi, nout: nout, scales: si,
