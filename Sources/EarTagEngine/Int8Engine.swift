@@ -1,23 +1,25 @@
 // The int8 inference engine: runs a QuantizedModel (docs/quantization.md) mel -> logits + embedding with int8
-// activations, int32 accumulation and fixed-point requantization, without allocating after init.
+// activations, exact integer accumulation and fp32 requantization epilogues (activation, residual add fused), without
+// allocating after init.
 // ref: EfficientAT models/mn/model.py (MN._forward_impl) and block_types.py (InvertedResidual, SqueezeExcitation);
-// the scheme follows gemmlowp doc/quantization.md and the TFLite int8 quantization spec.
+// the scheme follows gemmlowp doc/quantization.md, the TFLite int8 quantization spec and XNNPACK's fp32
+// requantization.
 import EarTagKernels
 import EarTagModel
 import Foundation
 
-/// One int8 conv/linear layer ready to run: weights, biases, requantization and the optional hardswish table.
+/// One int8 conv/linear layer ready to run: weights, epilogue (bias, scales, activation, output quantization).
 struct S8LayerPlan {
     var cin: Int
     var cout: Int
-    var weights: [Int8]
-    var bias: [Int32]
-    var requant: S8Requant
+    var kernel: Int
+    var weights: [Int16]
+    var epilogue: S8Epilogue
+    /// True when the vector kernels' float sums are exact for this layer (`s8_float_sums_exact`).
+    var vectorExact: Bool
     var inputZeroPoint: Int32
-    /// Hardswish lookup table (pre-activation -> post-activation quantization), or nil.
-    var lut: [Int8]?
-    /// 1x1 weights packed for `s8_conv1x1_simd16x2` (empty for other layers).
-    var packed: [Int16] = []
+    /// Weights as exact floats for the vector kernels (1x1: `s8_pack_conv1x1_16`; depthwise/stem: `s8_pack_dwconv`).
+    var packed: [Float]
 }
 
 /// One inverted residual block of the int8 engine.
@@ -25,15 +27,18 @@ struct S8BlockPlan {
     var expand: S8LayerPlan?
     var depthwise: S8LayerPlan
     var kernel: Int, stride: Int, dilation: Int
-    /// Squeeze-excitation float weights (fc1 [s][e], b1, fc2 [e][s], b2) and the depthwise output's quantization.
+    /// Squeeze-excitation float weights (fc1 [s][e], b1, fc2 [e][s], b2), the depthwise output's quantization
+    /// (seScale, seZeroPoint) and the gated map's (seOutScale, seOutZeroPoint).
     var se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float])?
     var seScale: Float, seZeroPoint: Int32
+    var seOutScale: Float, seOutZeroPoint: Int32
+    /// The projection; with a residual its epilogue adds the block input and outputs the add's quantization.
     var project: S8LayerPlan
-    var add: S8AddParams?
+    var residual: Bool
 }
 
 /// Int8 MN inference engine: construct once per quantized model, then call `run` per clip or window.
-/// Not thread-safe (shared buffers); single-threaded for now (`threads` is accepted for API parity and ignored).
+/// Not thread-safe (shared buffers); single-threaded (`threads` is accepted for API parity and ignored).
 public final class Int8Engine {
     /// Output classes of the model.
     public let numClasses: Int
@@ -54,15 +59,19 @@ public final class Int8Engine {
     private let poolScale: Double, poolZeroPoint: Int32
     private let hidden: S8LayerPlan?
     private let out: S8LayerPlan
-    private let outScales: [Float]
+    private let outBiasF: [Float], outScales: [Float]
     // Run-time buffers (allocated once).
     private let melQ, mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Int8>
-    private let sums, gate: UnsafeMutableBufferPointer<Int32>
-    /// Centered int16 copy of the depthwise input (vector path).
-    private let centered: UnsafeMutableBufferPointer<Int16>
+    private let sums: UnsafeMutableBufferPointer<Int32>
+    /// Per-channel SE requantization multipliers (gate * s_in / s_out).
+    private let gate: UnsafeMutableBufferPointer<Float>
+    /// Centered float copy of the depthwise / stem input (vector path).
+    private let centered: UnsafeMutableBufferPointer<Float>
+    /// Widened input rows of the 1x1 kernel (vector path).
+    private let gemmScratch: UnsafeMutableBufferPointer<Float>
     private let floats: UnsafeMutableBufferPointer<Float>
     private let pooled, hiddenQ: UnsafeMutableBufferPointer<Int8>
-    /// Names of the layers, for `debugCapture` (per block expand/depthwise/project/add; the last conv).
+    /// Names of the layers, for `debugCapture` (per block expand/depthwise/project-or-add; the last conv).
     private let names: [[String]]
     private let lastName: String
     /// Test hook: receives each int8 tensor with its name (as the Quantizer's observation keys) and quantization.
@@ -92,77 +101,76 @@ public final class Int8Engine {
         func q(_ p: String, _ scale: String = "scale", _ zero: String = "zero_point") -> (Double, Int32) {
             (Double(model.float("\(p).\(scale)")[0]), model.int32("\(p).\(zero)")[0])
         }
-        /// Layer plan reading input quantization `input`, ReLU-clamped when `relu`; returns its output quantization.
-        func layer(_ name: String, input: (Double, Int32), relu: Bool) -> (S8LayerPlan, (Double, Int32)) {
-            let w = model.int8(name + ".weight"), shape = model.tensors[name + ".weight"]!.shape
+        /// Layer plan reading input quantization `input` with activation `act`; a hardswish layer outputs its
+        /// post-activation quantization (`act_scale`), others `out_scale`, a residual projection the add's output.
+        func layer(_ name: String, input: (Double, Int32), act: S8Activation,
+                   residual: (out: (Double, Int32), input: (Double, Int32))? = nil) -> (S8LayerPlan, (Double, Int32)) {
+            let w = model.weights(name + ".weight"), shape = model.tensors[name + ".weight"]!.shape
             let ws = model.float(name + ".weight_scale")
             let tapMajor = name == "features.0" || name.hasSuffix(".depthwise")
-            let cout = tapMajor ? shape[1] : shape[0], cin = tapMajor ? shape[1] : shape[1]
-            let o = q(name, "out_scale", "out_zero_point")
-            let mults = ws.map { S8Multiplier(input.0 * Double($0) / o.0) }
-            var plan = S8LayerPlan(cin: cin, cout: cout, weights: w, bias: model.int32(name + ".bias"),
-                                   requant: S8Requant(multipliers: mults, zeroPoint: o.1, lo: relu ? o.1 : -128, hi: 127),
-                                   inputZeroPoint: input.1, lut: nil)
-            if name.hasSuffix(".depthwise") {
-                plan.packed = [Int16](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
+            let cout = tapMajor ? shape[1] : shape[0], cin = shape[1]
+            let kernel = tapMajor ? Int(Double(shape[0]).squareRoot().rounded()) : 1
+            let o = residual?.out ?? (act == .hardswish ? q(name, "act_scale", "act_zero_point") : q(name, "out_scale", "out_zero_point"))
+            let epi = S8Epilogue(bias: model.int32(name + ".bias"), scale: ws.map { Float(input.0 * Double($0)) },
+                                 activation: act, outputScale: Float(o.0), outputZeroPoint: o.1,
+                                 residualScale: Float(residual?.input.0 ?? 0), residualZeroPoint: residual?.input.1 ?? 0)
+            var packed: [Float]
+            if tapMajor {
+                packed = [Float](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
                 w.withUnsafeBufferPointer { wi in
-                    plan.packed.withUnsafeMutableBufferPointer {
-                        s8_pack_dwconv(weights: wi, channels: cout, kernel: Int(Double(shape[0]).squareRoot()), packed: $0)
-                    }
+                    packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: cout, kernel: kernel, packed: $0) }
+                }
+            } else {
+                packed = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+                w.withUnsafeBufferPointer { wi in
+                    packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
                 }
             }
-            if !tapMajor {
-                plan.packed = [Int16](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
-                w.withUnsafeBufferPointer { wi in
-                    plan.packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
-                }
-            }
-            if model.tensors[name + ".act_lut"] != nil {
-                plan.lut = model.int8(name + ".act_lut")
-                return (plan, q(name, "act_scale", "act_zero_point"))
-            }
-            return (plan, o)
+            let maxW = Int(w.map { abs(Int32($0)) }.max() ?? 0)
+            let exact = tapMajor ? s8_float_sums_exact(k: kernel * kernel, maxInput: 255, maxWeight: maxW)
+                                 : s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: maxW)
+            return (S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
+                                inputZeroPoint: input.1, packed: packed), o)
         }
+        /// The activation of a block (or the stem, which uses hardswish).
+        func activation(_ a: Activation) -> S8Activation { a == .relu ? .relu : .hardswish }
         var quants: [String: (Double, Int32)] = [:]
         var names: [[String]] = []
         let inq = q("input")
         inputScale = Float(inq.0); inputZeroPoint = inq.1
-        var (s, x) = layer("features.0", input: inq, relu: false)
+        var (s, x) = layer("features.0", input: inq, act: .hardswish)
         stem = s
         quants["features.0.act"] = x
         var plans: [S8BlockPlan] = []
         for (i, b) in arch.blocks.enumerated() {
-            let p = "features.\(i + 1)", relu = b.activation == .relu
+            let p = "features.\(i + 1)", act = activation(b.activation)
             let blockInput = x
             var expand: S8LayerPlan?
             let suffix = b.activation == .hardswish ? ".act" : ".out"
-            if b.hasExpand { (s, x) = layer(p + ".expand", input: x, relu: relu); expand = s; quants[p + ".expand" + suffix] = x }
-            let (dw, dq) = layer(p + ".depthwise", input: x, relu: relu)
+            if b.hasExpand { (s, x) = layer(p + ".expand", input: x, act: act); expand = s; quants[p + ".expand" + suffix] = x }
+            let (dw, dq) = layer(p + ".depthwise", input: x, act: act)
             quants[p + ".depthwise" + suffix] = dq
-            names.append([p + ".expand" + suffix, p + ".depthwise" + suffix, p + ".project.out", p + ".add.out"])
-            x = dq
+            let projName = b.hasResidual ? p + ".add.out" : p + ".project.out"
+            names.append([p + ".expand" + suffix, p + ".depthwise" + suffix, projName])
             var se: (Int, [Float], [Float], [Float], [Float])?
+            var projIn = dq
             if let sq = b.seChannels {
                 se = (sq, model.float(p + ".se.fc1.weight"), model.float(p + ".se.fc1.bias"),
                       model.float(p + ".se.fc2.weight"), model.float(p + ".se.fc2.bias"))
+                projIn = q(p + ".se", "out_scale", "out_zero_point")
+                quants[p + ".se.gated"] = projIn
             }
-            let (proj, pq) = layer(p + ".project", input: x, relu: false)
+            let res = b.hasResidual ? (out: q(p + ".add", "out_scale", "out_zero_point"), input: blockInput) : nil
+            let (proj, pq) = layer(p + ".project", input: projIn, act: .none, residual: res)
             x = pq
-            quants[p + ".project.out"] = pq
-            var add: S8AddParams?
-            if b.hasResidual {
-                let o = q(p + ".add", "out_scale", "out_zero_point")
-                add = S8AddParams(scaleA: pq.0, zeroPointA: pq.1, scaleB: blockInput.0, zeroPointB: blockInput.1,
-                                  scaleOut: o.0, zeroPointOut: o.1)
-                x = o
-                quants[p + ".add.out"] = o
-            }
+            quants[projName] = pq
             plans.append(S8BlockPlan(expand: expand, depthwise: dw, kernel: b.kernel,
                                      stride: b.dilation > 1 ? 1 : b.stride, dilation: b.dilation,
-                                     se: se, seScale: Float(dq.0), seZeroPoint: dq.1, project: proj, add: add))
+                                     se: se, seScale: Float(dq.0), seZeroPoint: dq.1, seOutScale: Float(projIn.0),
+                                     seOutZeroPoint: projIn.1, project: proj, residual: b.hasResidual))
         }
         blocks = plans
-        let lastPlan = layer("features.\(arch.blocks.count + 1)", input: x, relu: false)
+        let lastPlan = layer("features.\(arch.blocks.count + 1)", input: x, act: .hardswish)
         lastConv = lastPlan.0; x = lastPlan.1
         lastName = "features.\(arch.blocks.count + 1).act"
         quants[lastName] = x
@@ -174,41 +182,51 @@ public final class Int8Engine {
         poolScale = pq.0; poolZeroPoint = pq.1
         x = pq
         if arch.head == .mlp {
-            let (h, hq) = layer("classifier.hidden", input: x, relu: false)
+            let (h, hq) = layer("classifier.hidden", input: x, act: .hardswish)
             hidden = h; x = hq
         } else {
             hidden = nil
         }
-        let ow = model.int8("classifier.out.weight"), oshape = model.tensors["classifier.out.weight"]!.shape
-        out = S8LayerPlan(cin: oshape[1], cout: oshape[0], weights: ow, bias: model.int32("classifier.out.bias"),
-                          requant: S8Requant(multipliers: [], zeroPoint: 0, lo: -128, hi: 127), inputZeroPoint: x.1, lut: nil)
+        let ow = model.weights("classifier.out.weight"), oshape = model.tensors["classifier.out.weight"]!.shape
+        outBiasF = model.int32("classifier.out.bias").map { Float($0) }
         outScales = model.float("classifier.out.weight_scale").map { Float(x.0) * $0 }
+        var outPacked = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: oshape[1], cout: oshape[0]))
+        ow.withUnsafeBufferPointer { wi in
+            outPacked.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: oshape[1], cout: oshape[0], packed: $0) }
+        }
+        let maxOut = Int(ow.map { abs(Int32($0)) }.max() ?? 0)
+        out = S8LayerPlan(cin: oshape[1], cout: oshape[0], kernel: 1, weights: ow,
+                          epilogue: S8Epilogue(bias: [], scale: [], activation: .none, outputScale: 1, outputZeroPoint: 0),
+                          vectorExact: s8_float_sums_exact(k: oshape[1], maxInput: 128, maxWeight: maxOut),
+                          inputZeroPoint: x.1, packed: outPacked)
 
-        var largest = 0, widest = 0
+        var largest = 0, widest = 0, largestCentered = melBins * maxFrames
         for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
             largest = max(largest, l.elements); widest = max(widest, l.channels)
+            largestCentered = max(largestCentered, l.rows * l.cols * s8_dw_pitch(l.channels))
         }
-        widest = max(widest, arch.lastConvChannels, arch.headHiddenChannels ?? 0)
+        widest = max(widest, arch.lastConvChannels, arch.headHiddenChannels ?? 0, out.cin)
         /// A zeroed int8 buffer.
         func bytes(_ n: Int) -> UnsafeMutableBufferPointer<Int8> {
             let b = UnsafeMutableBufferPointer<Int8>.allocate(capacity: max(1, n)); b.initialize(repeating: 0); return b
         }
-        melQ = bytes(melBins * maxFrames)
-        var largestCentered = 0
-        for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
-            largestCentered = max(largestCentered, l.rows * l.cols * s8_dw_pitch(l.channels))
+        /// A zeroed float buffer.
+        func floatBuffer(_ n: Int) -> UnsafeMutableBufferPointer<Float> {
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, n)); b.initialize(repeating: 0); return b
         }
-        centered = .allocate(capacity: max(1, largestCentered)); centered.initialize(repeating: 0)
+        melQ = bytes(melBins * maxFrames)
+        centered = floatBuffer(largestCentered)
+        gemmScratch = floatBuffer(s8_conv1x1_scratch_count(cin: widest))
         mapA = bytes(largest); mapB = bytes(largest); mapC = bytes(largest); mapD = bytes(largest)
         pooled = bytes(widest); hiddenQ = bytes(widest)
         sums = .allocate(capacity: widest); sums.initialize(repeating: 0)
-        gate = .allocate(capacity: widest); gate.initialize(repeating: 0)
-        floats = .allocate(capacity: 3 * widest); floats.initialize(repeating: 0)
+        gate = floatBuffer(widest)
+        floats = floatBuffer(3 * widest)
     }
 
     deinit {
         for b in [melQ, mapA, mapB, mapC, mapD, pooled, hiddenQ] { b.deallocate() }
-        sums.deallocate(); gate.deallocate(); floats.deallocate(); centered.deallocate()
+        sums.deallocate(); gate.deallocate(); floats.deallocate(); centered.deallocate(); gemmScratch.deallocate()
     }
 
     /// Multiply-accumulates of one run over `frames` frames (same count as FloatEngine's).
@@ -228,26 +246,26 @@ public final class Int8Engine {
         return macs + out.cin * out.cout
     }
 
-    /// Runs a 1x1 conv layer (plus its hardswish table) over `pixels`.
+    /// True when layer `l` runs the vector kernels (their float-lane sums must be exact for it).
+    @inline(__always)
+    private func vector(_ l: S8LayerPlan) -> Bool { !usesReferenceKernels && l.vectorExact }
+
+    /// Runs a 1x1 conv layer over `pixels` (with the residual map added in its epilogue when given).
     @inline(__always)
     private func pointwise(_ l: S8LayerPlan, input: UnsafeMutableBufferPointer<Int8>, pixels: Int,
-                           output: UnsafeMutableBufferPointer<Int8>) {
-        if usesReferenceKernels {
-            l.weights.withUnsafeBufferPointer { w in
-                l.bias.withUnsafeBufferPointer { b in
-                    s8_conv1x1_reference(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, weights: w, bias: b,
-                                         cout: l.cout, requant: l.requant, output: output)
-                }
+                           residual: UnsafeMutableBufferPointer<Int8>? = nil, output: UnsafeMutableBufferPointer<Int8>) {
+        let r = residual.map { UnsafeBufferPointer($0) }
+        if vector(l) {
+            l.packed.withUnsafeBufferPointer { w in
+                s8_conv1x1_8x16_simd(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w, cout: l.cout,
+                                     epilogue: l.epilogue, residual: r, scratch: gemmScratch, output: output)
             }
         } else {
-            l.packed.withUnsafeBufferPointer { w in
-                l.bias.withUnsafeBufferPointer { b in
-                    s8_conv1x1_simd16x2(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w, bias: b,
-                                        cout: l.cout, requant: l.requant, output: output)
-                }
+            l.weights.withUnsafeBufferPointer { w in
+                s8_conv1x1_reference(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, weights: w,
+                                     cout: l.cout, epilogue: l.epilogue, residual: r, output: output)
             }
         }
-        if let t = l.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: output, count: pixels * l.cout, table: $0) } }
     }
 
     /// Runs the network on a mel [melBins][frames] (row-major), writing `numClasses` logits and `embeddingSize`
@@ -256,18 +274,28 @@ public final class Int8Engine {
                     embedding: UnsafeMutableBufferPointer<Float>) {
         precondition(frames >= 1 && frames <= maxFrames, "frames \(frames) outside 1...\(maxFrames)")
         precondition(mel.count >= melBins * frames && logits.count >= numClasses && embedding.count >= embeddingSize)
-        s8_quantize_reference(input: mel, count: melBins * frames, scale: inputScale, zeroPoint: inputZeroPoint,
-                              output: melQ)
+        let ref = usesReferenceKernels
+        if ref {
+            s8_quantize_reference(input: mel, count: melBins * frames, scale: inputScale, zeroPoint: inputZeroPoint, output: melQ)
+        } else {
+            s8_quantize_16_simd(input: mel, count: melBins * frames, scale: inputScale, zeroPoint: inputZeroPoint, output: melQ)
+        }
         var rows = (melBins - 1) / 2 + 1, cols = (frames - 1) / 2 + 1
         var x = mapA, y = mapB
-        stem.weights.withUnsafeBufferPointer { w in
-            stem.bias.withUnsafeBufferPointer { b in
+        if !vector(stem) {
+            stem.weights.withUnsafeBufferPointer { w in
                 s8_stem3x3s2_reference(input: UnsafeBufferPointer(melQ), height: melBins, width: frames,
-                                       inputZeroPoint: stem.inputZeroPoint, weights: w, bias: b, cout: stem.cout,
-                                       requant: stem.requant, output: x)
+                                       inputZeroPoint: stem.inputZeroPoint, weights: w, cout: stem.cout,
+                                       epilogue: stem.epilogue, output: x)
+            }
+        } else {
+            s8_center_plane_f32(input: UnsafeBufferPointer(melQ), count: melBins * frames, zeroPoint: stem.inputZeroPoint,
+                                centered: centered)
+            stem.packed.withUnsafeBufferPointer { w in
+                s8_stem3x3s2_16_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
+                                     cout: stem.cout, epilogue: stem.epilogue, output: x)
             }
         }
-        if let t = stem.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: x, count: rows * cols * stem.cout, table: $0) } }
         debug("features.0.act", x, rows * cols * stem.cout)
         for (bi, b) in blocks.enumerated() {
             var dwIn = x
@@ -278,37 +306,29 @@ public final class Int8Engine {
             let d = b.depthwise
             let orows = f32_conv_out_size(rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
             let ocols = f32_conv_out_size(cols, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
-            if usesReferenceKernels {
+            if !vector(d) {
                 d.weights.withUnsafeBufferPointer { w in
-                    d.bias.withUnsafeBufferPointer { bias in
-                        s8_dwconv_reference(input: UnsafeBufferPointer(dwIn), height: rows, width: cols, channels: d.cout,
-                                            inputZeroPoint: d.inputZeroPoint, weights: w, bias: bias, kernel: b.kernel,
-                                            stride: b.stride, dilation: b.dilation, requant: d.requant, output: mapD,
-                                            rows: 0..<orows)
-                    }
+                    s8_dwconv_reference(input: UnsafeBufferPointer(dwIn), height: rows, width: cols, channels: d.cout,
+                                        inputZeroPoint: d.inputZeroPoint, weights: w, kernel: b.kernel, stride: b.stride,
+                                        dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: 0..<orows)
                 }
             } else {
-                s8_center_int16(input: UnsafeBufferPointer(dwIn), pixels: rows * cols, channels: d.cout,
-                                zeroPoint: d.inputZeroPoint, centered: centered)
+                s8_center_f32(input: UnsafeBufferPointer(dwIn), pixels: rows * cols, channels: d.cout,
+                              zeroPoint: d.inputZeroPoint, centered: centered)
                 d.packed.withUnsafeBufferPointer { w in
-                    d.bias.withUnsafeBufferPointer { bias in
-                        s8_dwconv_simd16(centered: UnsafeBufferPointer(centered), height: rows, width: cols, channels: d.cout,
-                                         packed: w, bias: bias, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
-                                         requant: d.requant, output: mapD, rows: 0..<orows)
-                    }
+                    s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols, channels: d.cout,
+                                      packed: w, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
+                                      epilogue: d.epilogue, output: mapD, rows: 0..<orows)
                 }
             }
             let n = orows * ocols
-            if let t = d.lut { t.withUnsafeBufferPointer { s8_lut_reference(data: mapD, count: n * d.cout, table: $0) } }
             debug(names[bi][1], mapD, n * d.cout)
-            if let se = b.se { squeezeExcite(se, map: mapD, pixels: n, channels: d.cout, scale: b.seScale, zeroPoint: b.seZeroPoint) }
-            pointwise(b.project, input: mapD, pixels: n, output: y)
-            debug(names[bi][2], y, n * b.project.cout)
-            if let a = b.add {
-                s8_add_reference(a: UnsafeBufferPointer(y), b: UnsafeBufferPointer(x), count: n * b.project.cout,
-                                 params: a, output: y)
-                debug(names[bi][3], y, n * b.project.cout)
+            if let se = b.se {
+                squeezeExcite(se, map: mapD, pixels: n, channels: d.cout, scale: b.seScale, zeroPoint: b.seZeroPoint,
+                              outScale: b.seOutScale, outZeroPoint: b.seOutZeroPoint)
             }
+            pointwise(b.project, input: mapD, pixels: n, residual: b.residual ? x : nil, output: y)
+            debug(names[bi][2], y, n * b.project.cout)
             rows = orows; cols = ocols
             swap(&x, &y)
         }
@@ -316,19 +336,33 @@ public final class Int8Engine {
         pointwise(lastConv, input: x, pixels: n, output: y)
         debug(lastName, y, n * c)
         // Global average pool: int32 sums; the embedding is their dequantized mean, the head input their requantization.
-        let m = S8Multiplier(Double(lastScale) / (Double(n) * poolScale))
-        s8_global_average_pool_reference(input: UnsafeBufferPointer(y), pixels: n, channels: c, inputZeroPoint: lastZeroPoint,
-                                         multiplier: m, outputZeroPoint: poolZeroPoint, sums: sums, output: pooled)
+        if ref {
+            s8_channel_sums_reference(input: UnsafeBufferPointer(y), pixels: n, channels: c, sums: sums)
+        } else {
+            s8_channel_sums_16_simd(input: UnsafeBufferPointer(y), pixels: n, channels: c, sums: sums)
+        }
+        s8_pool_requantize(sums: UnsafeBufferPointer(sums), pixels: n, channels: c, inputZeroPoint: lastZeroPoint,
+                           multiplier: Float(Double(lastScale) / (Double(n) * poolScale)), outputZeroPoint: poolZeroPoint,
+                           output: pooled)
         debug("pool", pooled, c)
         let inv = lastScale / Float(n)
         for ch in 0..<c { embedding[ch] = Float(sums[ch] - Int32(n) * lastZeroPoint) * inv }
         var headIn = pooled
         if let h = hidden { pointwise(h, input: pooled, pixels: 1, output: hiddenQ); headIn = hiddenQ }
-        out.weights.withUnsafeBufferPointer { w in
-            out.bias.withUnsafeBufferPointer { b in
-                outScales.withUnsafeBufferPointer { s in
-                    s8_linear_dequantize_reference(input: UnsafeBufferPointer(headIn), nin: out.cin, weights: w, bias: b,
-                                                   nout: out.cout, scales: s, output: logits)
+        outScales.withUnsafeBufferPointer { s in
+            if vector(out) {
+                out.packed.withUnsafeBufferPointer { w in
+                    outBiasF.withUnsafeBufferPointer { b in
+                        s8_linear_dequantize_16_simd(input: UnsafeBufferPointer(headIn), nin: out.cin, packed: w, biasF: b,
+                                                     nout: out.cout, scales: s, scratch: gemmScratch, output: logits)
+                    }
+                }
+            } else {
+                out.weights.withUnsafeBufferPointer { w in
+                    outBiasF.withUnsafeBufferPointer { b in
+                        s8_linear_dequantize_reference(input: UnsafeBufferPointer(headIn), nin: out.cin, weights: w, biasF: b,
+                                                       nout: out.cout, scales: s, output: logits)
+                    }
                 }
             }
         }
@@ -341,12 +375,16 @@ public final class Int8Engine {
         cap(name, UnsafeBufferPointer(rebasing: t[0..<count]), count, q.0, q.1)
     }
 
-    /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gate is applied to
-    /// the int8 map in Q15 (s8_gate_q15_reference), keeping the map's quantization.
+    /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gated map is
+    /// requantized in place to its own quantization (s8_gate_reference or its vector form).
     private func squeezeExcite(_ se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float]),
                                map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels e: Int,
-                               scale: Float, zeroPoint: Int32) {
-        s8_channel_sums_reference(input: UnsafeBufferPointer(map), pixels: pixels, channels: e, sums: sums)
+                               scale: Float, zeroPoint: Int32, outScale: Float, outZeroPoint: Int32) {
+        if usesReferenceKernels {
+            s8_channel_sums_reference(input: UnsafeBufferPointer(map), pixels: pixels, channels: e, sums: sums)
+        } else {
+            s8_channel_sums_16_simd(input: UnsafeBufferPointer(map), pixels: pixels, channels: e, sums: sums)
+        }
         let pooledF = floats, hiddenF = UnsafeMutableBufferPointer(rebasing: floats[e...])
         let inv = scale / Float(pixels)
         for c in 0..<e { pooledF[c] = Float(sums[c] - Int32(pixels) * zeroPoint) * inv }
@@ -361,10 +399,16 @@ public final class Int8Engine {
             for c in 0..<e {
                 var a = se.b2[c]
                 for j in 0..<se.squeeze { a += w[c * se.squeeze + j] * hiddenF[j] }
-                gate[c] = Int32((f32_sigmoid(a) * 32768).rounded())
+                gate[c] = f32_sigmoid(a) * (scale / outScale)
             }
         }
-        s8_gate_q15_reference(map: map, pixels: pixels, channels: e, zeroPoint: zeroPoint, gate: UnsafeBufferPointer(gate))
+        if usesReferenceKernels {
+            s8_gate_reference(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
+                              multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
+        } else {
+            s8_gate_16_simd(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
+                            multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
+        }
     }
 
     /// Convenience form of `run` returning fresh arrays.

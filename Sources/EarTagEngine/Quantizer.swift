@@ -243,26 +243,11 @@ public enum Quantizer {
                                 options: QuantizerOptions = QuantizerOptions()) throws -> QuantizedModel {
         precondition(!mels.isEmpty, "calibration needs at least one mel")
         let arch = model.architecture
-        var net = try FoldedNetwork(model)
-        if options.equalizationLimit > 0 {
-            // First pass: per-channel maxima of the ReLU blocks' expand and depthwise outputs.
-            var peaks: [String: [Float]] = [:]
-            for m in mels {
-                _ = calibrationForward(arch: arch, net: net, melBins: model.frontend.nMels, mel: m.mel, frames: m.frames) {
-                    key, values in
-                    guard key.hasSuffix(".expand.out") || key.hasSuffix(".depthwise.out"),
-                          let l = net.layers[String(key.dropLast(4))] else { return }
-                    var p = peaks[key] ?? [Float](repeating: 0, count: l.cout)
-                    for i in 0..<values.count { p[i % l.cout] = max(p[i % l.cout], abs(values[i])) }
-                    peaks[key] = p
-                }
-            }
-            net.equalize(arch, peaks: peaks, limit: options.equalizationLimit)
-        }
+        let net = try equalizedNetwork(model, calibration: mels, options: options)
         var observer = Observer(cap: options.samplesPerInput)
         for m in mels {
             _ = calibrationForward(arch: arch, net: net, melBins: model.frontend.nMels, mel: m.mel, frames: m.frames) {
-                observer.observe($0, $1)
+                observer.observe($0, UnsafeBufferPointer($1))
             }
         }
         var tensors: [String: SafetensorsTensor] = [:]
@@ -281,25 +266,28 @@ public enum Quantizer {
         func layer(_ name: String, input: ActivationQuant, hardswish: Bool, tapMajor: Bool,
                    foldZeroPoint: Bool) -> ActivationQuant? {
             let f = net.layers[name]!
-            var wq = [Int8](repeating: 0, count: f.weights.count)
+            let shape = tapMajor ? [f.per, f.cout] : [f.cout, f.per]
+            let wide = QuantizedModel.hasWideWeights(name, weight: shape)
+            let levels = Float(wide ? QuantizedModel.maxWeight12 : QuantizedModel.maxWeight8)
+            var wq = [Int16](repeating: 0, count: f.weights.count)
             var scales = [Float](repeating: 1, count: f.cout), bias = [Int32](repeating: 0, count: f.cout)
             for c in 0..<f.cout {
                 var m: Float = 0
                 for i in 0..<f.per { m = max(m, abs(f.weights[c * f.per + i])) }
-                let s = m > 0 ? m / 127 : 1
+                let s = m > 0 ? m / levels : 1
                 scales[c] = s
                 var sum: Int64 = 0
                 for i in 0..<f.per {
-                    let q = Int8(min(max((f.weights[c * f.per + i] / s).rounded(), -127), 127))
+                    let q = Int16(min(max((f.weights[c * f.per + i] / s).rounded(), -levels), levels))
                     sum += Int64(q)
                     if tapMajor { wq[i * f.cout + c] = q } else { wq[c * f.per + i] = q }
                 }
                 var b = (Double(f.bias[c]) / (input.scale * Double(s))).rounded()
                 if foldZeroPoint { b -= Double(input.zeroPoint) * Double(sum) }
-                bias[c] = Int32(min(max(b, -1_073_741_824), 1_073_741_824))
+                bias[c] = Int32(min(max(b, -1_073_741_824), 1_073_741_824))  // s8MaxBias
             }
-            let shape = tapMajor ? [f.per, f.cout] : [f.cout, f.per]
-            tensors[name + ".weight"] = SafetensorsTensor(int8: wq, shape: shape)
+            tensors[name + ".weight"] = wide ? SafetensorsTensor(int16: wq, shape: shape)
+                                             : SafetensorsTensor(int8: wq.map { Int8($0) }, shape: shape)
             tensors[name + ".weight_scale"] = SafetensorsTensor(float32: Tensor(shape: [f.cout], data: scales))
             tensors[name + ".bias"] = SafetensorsTensor(int32: bias, shape: [f.cout])
             if name == "classifier.out" { return nil }
@@ -308,9 +296,6 @@ public enum Quantizer {
             guard hardswish else { return out }
             let act = quant(name + ".act")
             put(name, act, scale: "act_scale", zero: "act_zero_point")
-            let lut = s8_make_lut(inputScale: out.scale, inputZeroPoint: out.zeroPoint, outputScale: act.scale,
-                                  outputZeroPoint: act.zeroPoint) { x in x * min(max(x + 3, 0), 6) / 6 }
-            tensors[name + ".act_lut"] = SafetensorsTensor(int8: lut, shape: [256])
             return act
         }
 
@@ -329,6 +314,10 @@ public enum Quantizer {
                 tensors[p + ".se.fc1.bias"] = SafetensorsTensor(float32: Tensor(shape: [s.squeeze], data: s.b1))
                 tensors[p + ".se.fc2.weight"] = SafetensorsTensor(float32: Tensor(shape: [e, s.squeeze], data: s.fc2))
                 tensors[p + ".se.fc2.bias"] = SafetensorsTensor(float32: Tensor(shape: [e], data: s.b2))
+                // The gated map gets its own range (small gates would otherwise leave few levels of the depthwise
+                // output's grid); the projection reads it.
+                y = quant(p + ".se.gated")
+                put(p + ".se", y, scale: "out_scale", zero: "out_zero_point")
             }
             y = layer(p + ".project", input: y, hardswish: false, tapMajor: false, foldZeroPoint: true)!
             if b.hasResidual {
@@ -353,20 +342,44 @@ public enum Quantizer {
         return q
     }
 
+    /// The folded network with activation equalization applied (when `options.equalizationLimit` > 0): the float
+    /// function the quantizer calibrates and the sensitivity analysis perturbs.
+    static func equalizedNetwork(_ model: FloatModel, calibration mels: [(mel: [Float], frames: Int)],
+                                 options: QuantizerOptions) throws -> FoldedNetwork {
+        let arch = model.architecture
+        var net = try FoldedNetwork(model)
+        if options.equalizationLimit > 0 {
+            // First pass: per-channel maxima of the ReLU blocks' expand and depthwise outputs.
+            var peaks: [String: [Float]] = [:]
+            for m in mels {
+                _ = calibrationForward(arch: arch, net: net, melBins: model.frontend.nMels, mel: m.mel, frames: m.frames) {
+                    key, values in
+                    guard key.hasSuffix(".expand.out") || key.hasSuffix(".depthwise.out"),
+                          let l = net.layers[String(key.dropLast(4))] else { return }
+                    var p = peaks[key] ?? [Float](repeating: 0, count: l.cout)
+                    for i in 0..<values.count { p[i % l.cout] = max(p[i % l.cout], abs(values[i])) }
+                    peaks[key] = p
+                }
+            }
+            net.equalize(arch, peaks: peaks, limit: options.equalizationLimit)
+        }
+        return net
+    }
+
     /// Float forward pass with scalar reference kernels over folded weights, reporting every tensor that gets a
     /// quantization range (keys: "input", "<layer>.out" = conv output before hardswish or after ReLU, "<layer>.act"
-    /// = after hardswish, "<block>.add.out", "pool") to `observe`. Returns the logits (tests compare them with
+    /// = after hardswish, "<block>.se.gated" = the depthwise output times the SE gate, "<block>.add.out", "pool") to `observe`. Returns the logits (tests compare them with
     /// FloatEngine's).
     static func calibrationForward(arch: Architecture, net: FoldedNetwork, melBins: Int, mel: [Float], frames: Int,
-                                   observe: (String, UnsafeBufferPointer<Float>) -> Void) -> [Float] {
-        /// Reports an array.
-        func see(_ k: String, _ v: [Float]) { v.withUnsafeBufferPointer { observe(k, $0) } }
+                                   observe: (String, UnsafeMutableBufferPointer<Float>) -> Void) -> [Float] {
+        /// Reports an array; the observer may change it (the sensitivity analysis fake-quantizes tensors in place).
+        func see(_ k: String, _ v: inout [Float]) { v.withUnsafeMutableBufferPointer { observe(k, $0) } }
         /// Applies the activation in place, reporting the pre-/post-activation tensors.
         func activate(_ name: String, _ v: inout [Float], _ act: Activation?) {
             switch act {
-            case .relu?: for i in v.indices { v[i] = max(v[i], 0) }; see(name + ".out", v)
-            case .hardswish?: see(name + ".out", v); for i in v.indices { v[i] = f32_hardswish(v[i]) }; see(name + ".act", v)
-            case nil: see(name + ".out", v)
+            case .relu?: for i in v.indices { v[i] = max(v[i], 0) }; see(name + ".out", &v)
+            case .hardswish?: see(name + ".out", &v); for i in v.indices { v[i] = f32_hardswish(v[i]) }; see(name + ".act", &v)
+            case nil: see(name + ".out", &v)
             }
         }
         /// 1x1 conv / linear over `pixels`.
@@ -380,7 +393,8 @@ public enum Quantizer {
                 } } } }
             return out
         }
-        see("input", mel)
+        var mel = mel
+        see("input", &mel)
         var rows = (melBins - 1) / 2 + 1, cols = (frames - 1) / 2 + 1
         let stem = net.layers["features.0"]!
         var x = [Float](repeating: 0, count: rows * cols * stem.cout)
@@ -424,12 +438,13 @@ public enum Quantizer {
                     scale[c] = f32_sigmoid(a)
                 }
                 for px in 0..<(orows * ocols) { for c in 0..<d.cout { z[px * d.cout + c] *= scale[c] } }
+                see(p + ".se.gated", &z)
             }
             var o = conv1x1(p + ".project", z, pixels: orows * ocols)
             activate(p + ".project", &o, nil)
             if spec.hasResidual {
                 for k in o.indices { o[k] += x[k] }
-                see(p + ".add.out", o)
+                see(p + ".add.out", &o)
             }
             x = o
             rows = orows; cols = ocols
@@ -441,7 +456,7 @@ public enum Quantizer {
         var pooled = [Float](repeating: 0, count: c)
         for px in 0..<(rows * cols) { for ch in 0..<c { pooled[ch] += last[px * c + ch] } }
         for ch in 0..<c { pooled[ch] /= Float(rows * cols) }
-        see("pool", pooled)
+        see("pool", &pooled)
         var h = pooled
         if arch.head == .mlp {
             h = conv1x1("classifier.hidden", h, pixels: 1)

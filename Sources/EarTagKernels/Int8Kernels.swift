@@ -1,115 +1,312 @@
 // Int8 kernels of the quantized engine: scalar references (the specification) and vectorized variants held
 // bit-exact to them by randomized tests. Activations are int8 asymmetric (real = scale * (q - zeroPoint)), weights
-// int8 symmetric per output channel (|w| <= 127), accumulators int32. Layouts are channels-last like the float path.
-// ref: gemmlowp doc/quantization.md ("Quantization of a matrix multiplication", zero-point folding);
-// TFLite kernels/internal/common.h MultiplyByQuantizedMultiplier (TFLITE_SINGLE_ROUNDING form) and
-// https://www.tensorflow.org/lite/performance/quantization_spec (int8 scheme).
+// int8 symmetric per output channel (|w| <= 127), accumulators exact integers. Layouts are channels-last like the
+// float path. Requantization is the fp32 form: the exact accumulator, converted to float, times the real scale of one
+// accumulator unit, activation in the real domain, optional residual, times 1 / output scale, clamp, round to nearest
+// even with the 1.5 * 2^23 "magic" addition.
+// ref: XNNPACK src/xnnpack/requantization.h (fp32 requantization, xnn_qs8_requantize_fp32 with the magic bias);
+// gemmlowp doc/quantization.md (zero-point folding); https://www.tensorflow.org/lite/performance/quantization_spec.
+//
+// Why the vectorized kernels may accumulate in float lanes and still equal the int32 references bit for bit: every
+// product of an int8 activation (|x| <= 128, or |x - zp| <= 255 when centered) and a weight (|w| <= 127, or <= 2047
+// for the 12-bit layers) is an exact integer, and every partial sum stays below 2^24 while K * max|x| * max|w| < 2^24
+// (`s8_float_sums_exact`: 1x1 convs and linears with 8-bit weights K <= 1032, with 12-bit weights K <= 64; depthwise
+// and stem taps, centered: 25 * 255 * 2047 < 2^24). Floats represent all integers up to 2^24 exactly, so each fused
+// multiply-add is exact and the float sum equals the references' int32 sum. Callers (Int8Engine) run the references
+// where the condition does not hold. Both paths then add the bias as a float (Float(bias), the same value in both) in
+// the epilogue, so any int32 bias keeps them bit-exact.
 
-/// A real multiplier M as int32 `multiplier` and right `shift`: M ~= multiplier * 2^-(31 + shift),
-/// multiplier in [2^30, 2^31) (or 0 when M is 0 or too small to represent).
-public struct S8Multiplier: Sendable, Equatable {
-    public var multiplier: Int32
-    public var shift: Int32
+/// Largest reduction length of the float-lane 1x1/linear kernels with 8-bit weights (K * 128 * 127 < 2^24).
+public let s8FloatExactMaxK = 1032
 
-    public init(multiplier: Int32, shift: Int32) {
-        self.multiplier = multiplier
-        self.shift = shift
-    }
+/// True when float sums of `k` products with |x| <= maxInput and |w| <= maxWeight are exact (every partial sum below
+/// 2^24): the condition under which the vectorized kernels equal their int32 references.
+public func s8_float_sums_exact(k: Int, maxInput: Int, maxWeight: Int) -> Bool { k * maxInput * maxWeight < 1 << 24 }
+/// Largest |bias| (the quantizer's clamp; the loader refuses larger ones).
+public let s8MaxBias: Int32 = 1 << 30
 
-    /// Decomposes a non-negative real multiplier M < 2^30 (requantization multipliers are far below 1).
-    /// ref: TFLite quantization_util.cc QuantizeMultiplier (frexp, round the mantissa to 31 bits).
-    public init(_ real: Double) {
-        precondition(real >= 0 && real.isFinite && real < 1_073_741_824, "multiplier \(real) out of range")
-        if real == 0 { self.init(multiplier: 0, shift: 0); return }
-        var e = Int(real.exponent) + 1                   // real = f * 2^e with f = significand / 2 in [0.5, 1)
-        var m = (real.significand * 1_073_741_824).rounded()  // f * 2^31
-        if m >= 2_147_483_648 { m /= 2; e += 1 }
-        if 31 - e > 62 { self.init(multiplier: 0, shift: 0); return }  // below 2^-32: rounds to 0 for any int32
-        self.init(multiplier: Int32(m), shift: Int32(-e))  // total right shift 31 + shift = 31 - e
-    }
+/// The 1.5 * 2^23 rounding constant: for |y| < 2^22, the float sum y + magic holds round-to-nearest-even(y) in its low
+/// mantissa bits. ref: XNNPACK requantization.h (magic bias).
+@usableFromInline let s8Magic: Float = 12_582_912
+/// Bit pattern of `s8Magic`.
+@usableFromInline let s8MagicBits: Int32 = 0x4B40_0000
 
-    /// The real value represented.
-    public var real: Double { Double(multiplier) * Double(sign: .plus, exponent: -31 - Int(shift), significand: 1) }
-}
-
-/// Multiplies `acc` by the real multiplier with a single rounding to nearest (ties toward +infinity):
-/// (acc * m + 2^(n-1)) >> n with n = 31 + shift. Invariant: |acc| < 2^31 and m < 2^31, so the product is below 2^62
-/// and the Int64 sum cannot overflow; the arithmetic shift floors, so adding 2^(n-1) first rounds half up.
-/// ref: TFLite common.h MultiplyByQuantizedMultiplier under TFLITE_SINGLE_ROUNDING.
+/// Rounds a real value already in output steps to int8 with zero point `zp`: clamp to [-128 - zp, 127 - zp], round
+/// to nearest even (magic addition), add zp. Invariant: after the clamp |y| <= 255 < 2^22, so the magic trick is exact.
 @inline(__always)
-public func s8_scale(_ acc: Int32, _ m: S8Multiplier) -> Int32 {
-    let n = Int64(31 + m.shift)
-    let p = Int64(acc) * Int64(m.multiplier) + (Int64(1) << (n - 1))
-    let r = p >> n
-    return Int32(clamping: r)
+public func s8_round(_ y: Float, zeroPoint zp: Int32) -> Int8 {
+    let c = min(max(y, Float(-128 - zp)), Float(127 - zp))
+    return Int8(truncatingIfNeeded: Int32(bitPattern: (c + s8Magic).bitPattern) &- s8MagicBits &+ zp)
 }
 
-/// Requantizes an int32 accumulator to int8: clamp(zeroPoint + s8_scale(acc, m), lo, hi).
-/// `lo` = zeroPoint implements a fused ReLU (real 0 maps to the zero point exactly); otherwise lo = -128, hi = 127.
-@inline(__always)
-public func s8_requantize(_ acc: Int32, _ m: S8Multiplier, zeroPoint: Int32, lo: Int32 = -128, hi: Int32 = 127) -> Int8 {
-    let v = Int64(s8_scale(acc, m)) + Int64(zeroPoint)
-    return Int8(min(max(v, Int64(lo)), Int64(hi)))
+/// Vector form of `s8_round` (same float operations lane by lane, so bit-exact with it).
+@_transparent
+func s8_round16(_ y: SIMD16<Float>, zeroPoint zp: Int32) -> SIMD16<Int32> {
+    let c = s8_clamp16(y, Float(-128 - zp), Float(127 - zp))
+    return unsafeBitCast(c + SIMD16(repeating: s8Magic), to: SIMD16<Int32>.self) &- SIMD16(repeating: s8MagicBits &- zp)
 }
 
-/// Requantization parameters of one conv/linear layer: per-output-channel multipliers and the output clamp.
-public struct S8Requant: Sendable {
-    /// One multiplier per output channel: input scale * weight scale[c] / output scale.
-    public var multipliers: [S8Multiplier]
+/// Lane-wise min(max(v, lo), hi) as two compare-and-blend steps (vcmpps + blend, NEON fcmgt + bsl). Equal to the
+/// scalar min/max for every non-NaN value up to the sign of a zero, which the magic rounding maps to the same integer.
+@_transparent
+func s8_clamp16(_ v: SIMD16<Float>, _ lo: Float, _ hi: Float) -> SIMD16<Float> {
+    var r = v
+    r.replace(with: lo, where: r .< lo)
+    r.replace(with: hi, where: r .> hi)
+    return r
+}
+
+/// Lane-wise max(v, lo) (compare and blend; see `s8_clamp16`).
+@_transparent
+func s8_max16(_ v: SIMD16<Float>, _ lo: Float) -> SIMD16<Float> {
+    var r = v
+    r.replace(with: lo, where: r .< lo)
+    return r
+}
+
+/// Activation applied in the real domain by the epilogue.
+public enum S8Activation: Sendable, Equatable {
+    case none, relu, hardswish
+}
+
+/// Per-layer epilogue: out = round((act((Float(sum) + Float(bias[c])) * scale[c]) + residual) * inverseOutputScale)
+/// + zeroPoint, where sum is the exact int32 sum of products (bias not included), scale[c] = s_in * s_w[c] is the real
+/// value of one accumulator unit, and residual = residualScale * (r - residualZeroPoint) when a residual map is given (fused residual add).
+/// Arrays are padded with zeros to a multiple of 16 channels for the vector kernels.
+public struct S8Epilogue: Sendable {
+    public var activation: S8Activation
+    public var channels: Int
+    /// Integer biases (|b| <= 2^30) and their float values (what the epilogue adds), padded.
+    public var bias: [Int32]
+    public var biasF: [Float]
+    /// s_in * s_w[c], padded.
+    public var scale: [Float]
+    public var inverseOutputScale: Float
     public var zeroPoint: Int32
-    /// Clamp bounds in the output's int8 domain (lo = zeroPoint for a fused ReLU).
-    public var lo: Int32
-    public var hi: Int32
+    public var residualScale: Float
+    public var residualZeroPoint: Int32
 
-    public init(multipliers: [S8Multiplier], zeroPoint: Int32, lo: Int32, hi: Int32) {
-        self.multipliers = multipliers
-        self.zeroPoint = zeroPoint
-        self.lo = lo
-        self.hi = hi
+    /// Builds the epilogue of a layer with `bias.count` output channels.
+    public init(bias: [Int32], scale: [Float], activation: S8Activation, outputScale: Float, outputZeroPoint: Int32,
+                residualScale: Float = 0, residualZeroPoint: Int32 = 0) {
+        precondition(bias.count == scale.count && outputScale > 0)
+        precondition(bias.allSatisfy { abs($0) <= s8MaxBias }, "bias beyond 2^30")
+        let padded = (bias.count + 15) / 16 * 16
+        channels = bias.count
+        self.bias = bias + [Int32](repeating: 0, count: padded - bias.count)
+        biasF = self.bias.map { Float($0) }
+        self.scale = scale + [Float](repeating: 0, count: padded - bias.count)
+        self.activation = activation
+        inverseOutputScale = 1 / outputScale
+        zeroPoint = outputZeroPoint
+        self.residualScale = residualScale
+        self.residualZeroPoint = residualZeroPoint
+    }
+
+    /// The reference epilogue of channel `c` for the exact accumulator `acc` (residual value `r` when `hasResidual`).
+    @inline(__always)
+    public func apply(_ sum: Int32, channel c: Int, residual r: Int8 = 0, hasResidual: Bool = false) -> Int8 {
+        var y = (Float(sum) + biasF[c]) * scale[c]
+        switch activation {
+        case .none: break
+        case .relu: y = max(y, 0)
+        case .hardswish: y = y * min(max(y + 3, 0), 6) * (1 / 6 as Float)
+        }
+        if hasResidual { y = y + residualScale * Float(Int32(r) - residualZeroPoint) }
+        return s8_round(y * inverseOutputScale, zeroPoint: zeroPoint)
     }
 }
 
-/// Scalar reference int8 1x1 conv (a GEMM): acc[p][co] = bias[co] + sum_ci input[p][ci] * weights[co][ci], then
-/// requantized. The input zero point is folded into `bias` (bias = round(b / (s_in s_w)) - zp_in * sum_ci w[co][ci]),
-/// valid because a 1x1 conv has no padding. Layout: input [pixels][cin], weights [cout][cin], output [pixels][cout].
-/// Invariant: |input * weight| <= 128 * 127 = 16256, so the int32 sum cannot overflow while cin < 2^31 / 16256 - the
-/// bias (about 132 000 for a bias of magnitude up to 2^30; the model's largest cin is 960 at width 1.0).
-public func s8_conv1x1_reference(
-    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
-    weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>, cout: Int,
-    requant: S8Requant, output: UnsafeMutableBufferPointer<Int8>
-) {
-    precondition(input.count >= pixels * cin && output.count >= pixels * cout)
-    precondition(weights.count >= cout * cin && bias.count >= cout && requant.multipliers.count >= cout)
-    for p in 0..<pixels {
-        for co in 0..<cout {
-            var acc = bias[co]
-            for ci in 0..<cin { acc &+= Int32(input[p * cin + ci]) * Int32(weights[co * cin + ci]) }
-            output[p * cout + co] = s8_requantize(acc, requant.multipliers[co], zeroPoint: requant.zeroPoint,
-                                                  lo: requant.lo, hi: requant.hi)
+/// Vector epilogue of 16 channels starting at `c0`: `sum` holds the exact float sums without bias; `scale` and
+/// `biasF` point at the padded epilogue arrays; `residual` at the 16 (or `lanes`) residual values. Same float
+/// operations, in the same order, as `S8Epilogue.apply`.
+@_transparent
+func s8_epilogue16(_ sum: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<Float>, biasF: UnsafePointer<Float>,
+                   c0: Int, residual: UnsafePointer<Int8>?, lanes: Int) -> SIMD16<Int32> {
+    let s = UnsafeRawPointer(scale + c0).loadUnaligned(as: SIMD16<Float>.self)
+    let b = UnsafeRawPointer(biasF + c0).loadUnaligned(as: SIMD16<Float>.self)
+    var y = (sum + b) * s
+    switch e.activation {
+    case .none: break
+    case .relu: y = s8_max16(y, 0)
+    case .hardswish: y = y * s8_clamp16(y + 3, 0, 6) * (1 / 6 as Float)
+    }
+    if let r = residual {
+        // Float(r) - Float(zp) equals Float(r - zp): all three are small integers, exact in float.
+        y = y + e.residualScale * (s8_load16(r, lanes: lanes) - Float(e.residualZeroPoint))
+    }
+    return s8_round16(y * e.inverseOutputScale, zeroPoint: e.zeroPoint)
+}
+
+/// Stores the first `lanes` (1...16) lanes of `q` as int8. Full and half vectors are narrowed by lane loops that
+/// write straight to memory (one vpmovdb / xtn + store each); other tails go through a 16-byte stack buffer.
+@_transparent
+func s8_store16(_ q: SIMD16<Int32>, _ o: UnsafeMutablePointer<Int8>, lanes: Int) {
+    if lanes == 16 {
+        for l in 0..<16 { o[l] = Int8(truncatingIfNeeded: q[l]) }
+    } else if lanes == 8 {
+        for l in 0..<8 { o[l] = Int8(truncatingIfNeeded: q[l]) }
+    } else {
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 16) { t in
+            for l in 0..<16 { t[l] = Int8(truncatingIfNeeded: q[l]) }
+            o.update(from: t.baseAddress!, count: lanes)
         }
     }
 }
 
-/// Scalar reference int8 depthwise conv over output rows `rows`: acc = bias[c] + sum_taps w[tap][c] * (x - zp_in),
-/// taps outside the input skipped (they hold real 0 = zp_in, contributing 0), so the zero point is NOT folded into
-/// the bias. Layout: input [h][w][c], weights tap-major [k * k][c], output [ho][wo][c] (see f32_conv_out_size).
-/// Invariant: |w * (x - zp)| <= 127 * 255 = 32385; 25 taps give < 2^20, far inside int32 with any int32 bias < 2^30.
+/// Loads `lanes` (1...16) int8 values as floats, zero past `lanes`.
+@_transparent
+func s8_load16(_ r: UnsafePointer<Int8>, lanes: Int) -> SIMD16<Float> {
+    var t = SIMD16<Int8>()
+    if lanes == 16 {
+        t = UnsafeRawPointer(r).loadUnaligned(as: SIMD16<Int8>.self)
+    } else if lanes == 8 {
+        t = unsafeBitCast(SIMD2<UInt64>(UnsafeRawPointer(r).loadUnaligned(as: UInt64.self), 0), to: SIMD16<Int8>.self)
+    } else {
+        withUnsafeMutableBytes(of: &t) { $0.baseAddress!.copyMemory(from: r, byteCount: lanes) }
+    }
+    var f = SIMD16<Float>()
+    for l in 0..<16 { f[l] = Float(t[l]) }
+    return f
+}
+
+/// Requantizes one tile row of 16 channels from `c0` (exact sums `a`) and stores it at `o` (the residual, if any,
+/// read at `r`): `s8_epilogue16` then `s8_store16`.
+@_transparent
+func s8_emit16(_ a: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<Float>, biasF: UnsafePointer<Float>, c0: Int,
+               residual r: UnsafePointer<Int8>?, lanes: Int, output o: UnsafeMutablePointer<Int8>) {
+    s8_store16(s8_epilogue16(a, e, scale: scale, biasF: biasF, c0: c0, residual: r, lanes: lanes), o, lanes: lanes)
+}
+
+// MARK: - 1x1 conv (GEMM)
+
+/// Scalar reference int8 1x1 conv (a GEMM): sum[p][co] = sum_ci input[p][ci] * weights[co][ci] in int32, then
+/// `epilogue.apply` (which adds the bias) (with residual[p][co] when given: the fused residual add). The input zero point is folded
+/// into the bias (valid: a 1x1 conv has no padding). Layout: input [pixels][cin], weights [cout][cin], output and
+/// residual [pixels][cout]. Invariant: |input * weight| <= 128 * 2047 < 2^18; the int32 sum cannot overflow for
+/// cin < 2^31 / 2^18 (8192; the model's largest cin is 960 at width 1.0, and 12-bit weights only occur
+/// with cin <= 64).
+public func s8_conv1x1_reference(
+    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
+    weights: UnsafeBufferPointer<Int16>, cout: Int, epilogue: S8Epilogue,
+    residual: UnsafeBufferPointer<Int8>? = nil, output: UnsafeMutableBufferPointer<Int8>
+) {
+    precondition(input.count >= pixels * cin && output.count >= pixels * cout)
+    precondition(weights.count >= cout * cin && epilogue.channels == cout)
+    precondition(residual == nil || residual!.count >= pixels * cout)
+    for p in 0..<pixels {
+        for co in 0..<cout {
+            var acc: Int32 = 0
+            for ci in 0..<cin { acc &+= Int32(input[p * cin + ci]) * Int32(weights[co * cin + ci]) }
+            output[p * cout + co] = epilogue.apply(acc, channel: co, residual: residual?[p * cout + co] ?? 0,
+                                                   hasResidual: residual != nil)
+        }
+    }
+}
+
+/// Number of floats `s8_pack_conv1x1_16` writes: [ceil(cout / 16)][cin][16].
+public func s8_packed_conv1x1_16_count(cin: Int, cout: Int) -> Int { (cout + 15) / 16 * cin * 16 }
+
+/// Packs [cout][cin] int8 weights for `s8_conv1x1_8x16_simd`: blocks of 16 output channels, [cout / 16][cin][16], as
+/// exact floats, zero past cout.
+public func s8_pack_conv1x1_16(weights: UnsafeBufferPointer<Int16>, cin: Int, cout: Int,
+                               packed: UnsafeMutableBufferPointer<Float>) {
+    precondition(weights.count >= cin * cout && packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+    for b in 0..<((cout + 15) / 16) {
+        for ci in 0..<cin {
+            for l in 0..<16 {
+                let co = b * 16 + l
+                packed[(b * cin + ci) * 16 + l] = co < cout ? Float(weights[co * cin + ci]) : 0
+            }
+        }
+    }
+}
+
+/// Floats of scratch `s8_conv1x1_8x16_simd` needs: 8 pixels of `cin` input values.
+public func s8_conv1x1_scratch_count(cin: Int) -> Int { 8 * cin }
+
+/// Vectorized int8 1x1 conv, bit-exact with `s8_conv1x1_reference` (weights from `s8_pack_conv1x1_16`). Tiles of 8
+/// pixels x 16 output channels: the 8 input rows are widened once to floats in `scratch`, then each input channel
+/// costs one weight vector load, 8 broadcasts and 8 fused multiply-adds (x86 vfmadd231ps zmm, NEON fmla.4s x4).
+/// Sums are exact (see the file header); the epilogue is `s8_epilogue16`. Precondition (caller):
+/// s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: max |w|).
+public func s8_conv1x1_8x16_simd(
+    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
+    packed: UnsafeBufferPointer<Float>, cout: Int, epilogue: S8Epilogue,
+    residual: UnsafeBufferPointer<Int8>? = nil, scratch: UnsafeMutableBufferPointer<Float>,
+    output: UnsafeMutableBufferPointer<Int8>
+) {
+    precondition(cin <= s8FloatExactMaxK, "cin \(cin) beyond the exact float range")
+    precondition(input.count >= pixels * cin && output.count >= pixels * cout && epilogue.channels == cout)
+    precondition(packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+    precondition(scratch.count >= s8_conv1x1_scratch_count(cin: cin))
+    precondition(residual == nil || residual!.count >= pixels * cout)
+    guard pixels > 0, cout > 0, cin > 0 else { return }
+    let x = input.baseAddress!, xs = scratch.baseAddress!, o = output.baseAddress!
+    let res = residual?.baseAddress
+    epilogue.scale.withUnsafeBufferPointer { scale in
+        epilogue.biasF.withUnsafeBufferPointer { biasF in
+            let w = UnsafeRawPointer(packed.baseAddress!)
+            var p = 0
+            while p < pixels {
+                let n = min(8, pixels - p)
+                let src = x + p * cin
+                for i in 0..<(n * cin) { xs[i] = Float(src[i]) }
+                // Rows past the tail repeat the last pixel (computed, not stored).
+                let r0 = xs, r1 = xs + min(1, n - 1) * cin, r2 = xs + min(2, n - 1) * cin, r3 = xs + min(3, n - 1) * cin
+                let r4 = xs + min(4, n - 1) * cin, r5 = xs + min(5, n - 1) * cin, r6 = xs + min(6, n - 1) * cin
+                let r7 = xs + min(7, n - 1) * cin
+                for b in 0..<((cout + 15) / 16) {
+                    var a0 = SIMD16<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+                    var wp = w + b * cin * 64
+                    for ci in 0..<cin {
+                        let wv = wp.load(as: SIMD16<Float>.self)
+                        a0.addProduct(wv, r0[ci]); a1.addProduct(wv, r1[ci])
+                        a2.addProduct(wv, r2[ci]); a3.addProduct(wv, r3[ci])
+                        a4.addProduct(wv, r4[ci]); a5.addProduct(wv, r5[ci])
+                        a6.addProduct(wv, r6[ci]); a7.addProduct(wv, r7[ci])
+                        wp += 64
+                    }
+                    let c0 = b * 16, lanes = min(16, cout - c0)
+                    let sp = scale.baseAddress!, bp = biasF.baseAddress!
+                    var off = p * cout + c0
+                    s8_emit16(a0, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off)
+                    if n > 1 { off += cout; s8_emit16(a1, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 2 { off += cout; s8_emit16(a2, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 3 { off += cout; s8_emit16(a3, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 4 { off += cout; s8_emit16(a4, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 5 { off += cout; s8_emit16(a5, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 6 { off += cout; s8_emit16(a6, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                    if n > 7 { off += cout; s8_emit16(a7, epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + off }, lanes: lanes, output: o + off) }
+                }
+                p += n
+            }
+        }
+    }
+}
+
+// MARK: - Depthwise conv
+
+/// Channels rounded up to a multiple of 16 (the row pitch of the vectorized depthwise buffers).
+public func s8_dw_pitch(_ channels: Int) -> Int { (channels + 15) / 16 * 16 }
+
+/// Scalar reference int8 depthwise conv over output rows `rows`: sum = sum_taps w[tap][c] * (x - zp_in) in int32, taps outside the input skipped (they hold real 0 = zp_in, contributing 0), then `epilogue.apply`.
+/// Layout: input [h][w][c], weights tap-major [k * k][c], output [ho][wo][c] (see f32_conv_out_size).
+/// Invariant: |w * (x - zp)| <= 2047 * 255 < 2^19; 25 taps give < 2^24, far inside int32.
 public func s8_dwconv_reference(
     input: UnsafeBufferPointer<Int8>, height h: Int, width w: Int, channels c: Int, inputZeroPoint: Int32,
-    weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>,
-    kernel k: Int, stride s: Int, dilation d: Int, requant: S8Requant,
+    weights: UnsafeBufferPointer<Int16>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
     output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
 ) {
     let pad = (k - 1) / 2 * d
     let ho = f32_conv_out_size(h, kernel: k, stride: s, dilation: d)
     let wo = f32_conv_out_size(w, kernel: k, stride: s, dilation: d)
     precondition(input.count >= h * w * c && output.count >= ho * wo * c && weights.count >= c * k * k)
-    precondition(rows.lowerBound >= 0 && rows.upperBound <= ho)
+    precondition(rows.lowerBound >= 0 && rows.upperBound <= ho && epilogue.channels == c)
     for oy in rows {
         for ox in 0..<wo {
             for ch in 0..<c {
-                var acc = bias[ch]
+                var acc: Int32 = 0
                 for ky in 0..<k {
                     let iy = oy * s - pad + ky * d
                     if iy < 0 || iy >= h { continue }
@@ -119,27 +316,128 @@ public func s8_dwconv_reference(
                         acc &+= (Int32(input[(iy * w + ix) * c + ch]) - inputZeroPoint) * Int32(weights[(ky * k + kx) * c + ch])
                     }
                 }
-                output[(oy * wo + ox) * c + ch] = s8_requantize(acc, requant.multipliers[ch], zeroPoint: requant.zeroPoint,
-                                                                lo: requant.lo, hi: requant.hi)
+                output[(oy * wo + ox) * c + ch] = epilogue.apply(acc, channel: ch)
             }
         }
     }
 }
 
+/// Packs tap-major [k*k][c] int8 depthwise weights to floats [k*k][s8_dw_pitch(c)], zero past c.
+public func s8_pack_dwconv(weights: UnsafeBufferPointer<Int16>, channels c: Int, kernel k: Int,
+                           packed: UnsafeMutableBufferPointer<Float>) {
+    let pitch = s8_dw_pitch(c)
+    precondition(weights.count >= k * k * c && packed.count >= k * k * pitch)
+    for t in 0..<(k * k) { for ch in 0..<pitch { packed[t * pitch + ch] = ch < c ? Float(weights[t * c + ch]) : 0 } }
+}
+
+/// Writes x - zp as exact floats into `centered` [pixels][s8_dw_pitch(c)] (zero past c): the input of the vectorized
+/// depthwise kernel. The inner loops have constant-free but contiguous trip counts, which the compiler widens
+/// (x86 vpmovsxbd + vcvtdq2ps, NEON sxtl + scvtf).
+public func s8_center_f32(input: UnsafeBufferPointer<Int8>, pixels: Int, channels c: Int, zeroPoint: Int32,
+                          centered: UnsafeMutableBufferPointer<Float>) {
+    let pitch = s8_dw_pitch(c)
+    precondition(input.count >= pixels * c && centered.count >= pixels * pitch)
+    guard pixels > 0 else { return }
+    let x = input.baseAddress!, o = centered.baseAddress!
+    for p in 0..<pixels {
+        let src = x + p * c, dst = o + p * pitch
+        for ch in 0..<c { dst[ch] = Float(Int32(src[ch]) &- zeroPoint) }
+        for ch in c..<pitch { dst[ch] = 0 }
+    }
+}
+
+/// Vectorized int8 depthwise conv over output rows `rows`, bit-exact with `s8_dwconv_reference`: reads the centered
+/// floats of `s8_center_f32` and the weights of `s8_pack_dwconv`; 16 channels per vector. Interior output pixels
+/// (every horizontal tap inside the input) go in tiles of 4 along the row, so each weight vector loaded serves four
+/// fused multiply-adds; border pixels take the one-pixel path with their taps clamped. Exact sums (25 taps of
+/// |w (x - zp)| <= 2047 * 255 stay below 2^24); padded taps skipped like the reference; epilogue `s8_epilogue16`.
+public func s8_dwconv_4x16_simd(
+    centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int, channels c: Int,
+    packed: UnsafeBufferPointer<Float>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
+    output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
+) {
+    let pad = (k - 1) / 2 * d, pitch = s8_dw_pitch(c)
+    let ho = f32_conv_out_size(h, kernel: k, stride: s, dilation: d)
+    let wo = f32_conv_out_size(w, kernel: k, stride: s, dilation: d)
+    precondition(centered.count >= h * w * pitch && output.count >= ho * wo * c && packed.count >= k * k * pitch)
+    precondition(rows.lowerBound >= 0 && rows.upperBound <= ho && epilogue.channels == c)
+    guard c > 0, !rows.isEmpty else { return }
+    let xb = UnsafeRawPointer(centered.baseAddress!), wb = UnsafeRawPointer(packed.baseAddress!)
+    let o = output.baseAddress!
+    // Interior columns: ox * s - pad >= 0 and ox * s - pad + (k - 1) * d <= w - 1.
+    let interiorLo = (pad + s - 1) / s
+    let lastStart = w - 1 - (k - 1) * d + pad
+    let interiorHi = lastStart < 0 ? 0 : min(wo, lastStart / s + 1)
+    epilogue.scale.withUnsafeBufferPointer { scale in
+        epilogue.biasF.withUnsafeBufferPointer { biasF in
+            let sp = scale.baseAddress!, bp = biasF.baseAddress!
+            for oy in rows {
+                let ty = validTaps(oy, n: h, kernel: k, stride: s, dilation: d, pad: pad)
+                var ox = 0
+                while ox < wo {
+                    if ox >= interiorLo && ox + 4 <= interiorHi {
+                        for b in 0..<(pitch / 16) {
+                            var a0 = SIMD16<Float>(), a1 = a0, a2 = a0, a3 = a0
+                            for ky in ty {
+                                let row = (oy * s - pad + ky * d) * w
+                                for kx in 0..<k {
+                                    let wv = wb.load(fromByteOffset: 4 * ((ky * k + kx) * pitch + b * 16), as: SIMD16<Float>.self)
+                                    let base = 4 * ((row + ox * s - pad + kx * d) * pitch + b * 16), step = 4 * s * pitch
+                                    a0.addProduct(xb.load(fromByteOffset: base, as: SIMD16<Float>.self), wv)
+                                    a1.addProduct(xb.load(fromByteOffset: base + step, as: SIMD16<Float>.self), wv)
+                                    a2.addProduct(xb.load(fromByteOffset: base + 2 * step, as: SIMD16<Float>.self), wv)
+                                    a3.addProduct(xb.load(fromByteOffset: base + 3 * step, as: SIMD16<Float>.self), wv)
+                                }
+                            }
+                            let c0 = b * 16, lanes = min(16, c - c0), out = o + (oy * wo + ox) * c + c0
+                            s8_emit16(a0, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out)
+                            s8_emit16(a1, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out + c)
+                            s8_emit16(a2, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out + 2 * c)
+                            s8_emit16(a3, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes, output: out + 3 * c)
+                        }
+                        ox += 4
+                        continue
+                    }
+                    let tx = validTaps(ox, n: w, kernel: k, stride: s, dilation: d, pad: pad)
+                    for b in 0..<(pitch / 16) {
+                        var acc = SIMD16<Float>()
+                        for ky in ty {
+                            let iy = oy * s - pad + ky * d
+                            for kx in tx {
+                                let ix = ox * s - pad + kx * d
+                                let xv = xb.load(fromByteOffset: 4 * ((iy * w + ix) * pitch + b * 16), as: SIMD16<Float>.self)
+                                let wv = wb.load(fromByteOffset: 4 * ((ky * k + kx) * pitch + b * 16), as: SIMD16<Float>.self)
+                                acc.addProduct(xv, wv)
+                            }
+                        }
+                        let c0 = b * 16, lanes = min(16, c - c0)
+                        s8_emit16(acc, epilogue, scale: sp, biasF: bp, c0: c0, residual: nil, lanes: lanes,
+                                  output: o + (oy * wo + ox) * c + c0)
+                    }
+                    ox += 1
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Stem
+
 /// Scalar reference int8 stem: 3x3 stride-2 conv, zero padding 1, from one int8 plane [h][w] to [ho][wo][cout].
-/// Weights tap-major [9][cout]. Padding taps are skipped (zero point not folded, as in the depthwise kernel).
-/// Invariant: 9 taps of |w * (x - zp)| <= 32385 stay below 2^19.
+/// Weights tap-major [9][cout]. Padding taps are skipped (zero point not folded, as in the depthwise kernel), then
+/// `epilogue.apply`. Invariant: 9 taps of |w * (x - zp)| <= 2047 * 255 stay below 2^23.
 public func s8_stem3x3s2_reference(
     input: UnsafeBufferPointer<Int8>, height h: Int, width w: Int, inputZeroPoint: Int32,
-    weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>, cout: Int, requant: S8Requant,
+    weights: UnsafeBufferPointer<Int16>, cout: Int, epilogue: S8Epilogue,
     output: UnsafeMutableBufferPointer<Int8>
 ) {
     let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
     precondition(input.count >= h * w && output.count >= ho * wo * cout && weights.count >= cout * 9)
+    precondition(epilogue.channels == cout)
     for oy in 0..<ho {
         for ox in 0..<wo {
             for co in 0..<cout {
-                var acc = bias[co]
+                var acc: Int32 = 0
                 for ky in 0..<3 {
                     let iy = oy * 2 - 1 + ky
                     if iy < 0 || iy >= h { continue }
@@ -149,64 +447,86 @@ public func s8_stem3x3s2_reference(
                         acc &+= (Int32(input[iy * w + ix]) - inputZeroPoint) * Int32(weights[(ky * 3 + kx) * cout + co])
                     }
                 }
-                output[(oy * wo + ox) * cout + co] = s8_requantize(acc, requant.multipliers[co],
-                                                                   zeroPoint: requant.zeroPoint, lo: requant.lo, hi: requant.hi)
+                output[(oy * wo + ox) * cout + co] = epilogue.apply(acc, channel: co)
             }
         }
     }
 }
 
-/// Parameters of an int8 residual add: out = zpOut + ((a - zpA) * multA + (b - zpB) * multB + 2^(shift-1)) >> shift.
-/// multA / 2^shift ~= scaleA / scaleOut, likewise for b. Built so max(multA, multB) < 2^22.
-public struct S8AddParams: Sendable, Equatable {
-    public var zeroPointA: Int32, multiplierA: Int32
-    public var zeroPointB: Int32, multiplierB: Int32
-    public var shift: Int32
-    public var zeroPointOut: Int32
-
-    /// Chooses the common shift so the larger rescale multiplier has 22 significant bits (shift clamped to 1...31).
-    public init(scaleA: Double, zeroPointA: Int32, scaleB: Double, zeroPointB: Int32, scaleOut: Double, zeroPointOut: Int32) {
-        let ra = scaleA / scaleOut, rb = scaleB / scaleOut
-        let top = max(ra, rb)
-        // top * 2^shift < 2^22  <=>  shift = 21 - floor(log2(top))
-        let shift = min(31, max(1, 21 - Int((top).exponent)))
-        let p = Double(sign: .plus, exponent: shift, significand: 1)
-        self.zeroPointA = zeroPointA; self.zeroPointB = zeroPointB; self.zeroPointOut = zeroPointOut
-        multiplierA = Int32(min((ra * p).rounded(), 4_194_303))
-        multiplierB = Int32(min((rb * p).rounded(), 4_194_303))
-        self.shift = Int32(shift)
+/// Vectorized int8 stem, bit-exact with `s8_stem3x3s2_reference`: `centered` holds the plane's x - zp as floats
+/// (`s8_center_f32` with 1 channel writes pitch 16; here the plane is dense [h][w], see `s8_center_plane_f32`);
+/// weights from `s8_pack_dwconv(channels: cout, kernel: 3)` ([9][pitch]). Per output pixel and 16 output channels:
+/// nine broadcast multiply-adds (exact: 9 * 255 * 2047 < 2^24), then `s8_epilogue16`.
+public func s8_stem3x3s2_16_simd(
+    centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int,
+    packed: UnsafeBufferPointer<Float>, cout: Int, epilogue: S8Epilogue,
+    output: UnsafeMutableBufferPointer<Int8>
+) {
+    let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1, pitch = s8_dw_pitch(cout)
+    precondition(centered.count >= h * w && output.count >= ho * wo * cout && packed.count >= 9 * pitch)
+    precondition(epilogue.channels == cout)
+    guard cout > 0 else { return }
+    let x = centered.baseAddress!, wb = UnsafeRawPointer(packed.baseAddress!), o = output.baseAddress!
+    epilogue.scale.withUnsafeBufferPointer { scale in
+        epilogue.biasF.withUnsafeBufferPointer { biasF in
+            for oy in 0..<ho {
+                let ty = validTaps(oy, n: h, kernel: 3, stride: 2, dilation: 1, pad: 1)
+                for ox in 0..<wo {
+                    let tx = validTaps(ox, n: w, kernel: 3, stride: 2, dilation: 1, pad: 1)
+                    for b in 0..<(pitch / 16) {
+                        var acc = SIMD16<Float>()
+                        for ky in ty {
+                            let row = x + (oy * 2 - 1 + ky) * w
+                            for kx in tx {
+                                let wv = wb.load(fromByteOffset: 4 * ((ky * 3 + kx) * pitch + b * 16), as: SIMD16<Float>.self)
+                                acc.addProduct(wv, row[ox * 2 - 1 + kx])
+                            }
+                        }
+                        let c0 = b * 16, lanes = min(16, cout - c0)
+                        s8_emit16(acc, epilogue, scale: scale.baseAddress!, biasF: biasF.baseAddress!, c0: c0,
+                                  residual: nil, lanes: lanes, output: o + (oy * wo + ox) * cout + c0)
+                    }
+                }
+            }
+        }
     }
 }
 
-/// Scalar reference int8 residual add (elementwise, `count` values). The rescaled sum is rounded once (half up).
-/// Invariant: |x - zp| <= 255 and multipliers < 2^22, so each product < 2^30 and their sum < 2^31: no overflow.
-public func s8_add_reference(a: UnsafeBufferPointer<Int8>, b: UnsafeBufferPointer<Int8>, count: Int,
-                             params q: S8AddParams, output: UnsafeMutableBufferPointer<Int8>) {
-    precondition(a.count >= count && b.count >= count && output.count >= count)
-    let round = Int32(1) << (q.shift - 1)
-    for i in 0..<count {
-        let s = (Int32(a[i]) - q.zeroPointA) * q.multiplierA + (Int32(b[i]) - q.zeroPointB) * q.multiplierB + round
-        output[i] = Int8(min(max((s >> q.shift) + q.zeroPointOut, -128), 127))
-    }
+/// Writes x - zp of a dense int8 plane as exact floats (the input of `s8_stem3x3s2_16_simd`).
+public func s8_center_plane_f32(input: UnsafeBufferPointer<Int8>, count: Int, zeroPoint: Int32,
+                                centered: UnsafeMutableBufferPointer<Float>) {
+    precondition(input.count >= count && centered.count >= count)
+    guard count > 0 else { return }
+    let x = input.baseAddress!, o = centered.baseAddress!
+    for i in 0..<count { o[i] = Float(Int32(x[i]) &- zeroPoint) }
 }
 
-/// Scalar reference lookup table, in place: x = table[x + 128] (a 256-entry int8 -> int8 map, e.g. hardswish from
-/// the pre-activation quantization to the post-activation one). Exact by construction.
-public func s8_lut_reference(data: UnsafeMutableBufferPointer<Int8>, count: Int, table: UnsafeBufferPointer<Int8>) {
-    precondition(data.count >= count && table.count >= 256)
-    for i in 0..<count { data[i] = table[Int(data[i]) + 128] }
+// MARK: - Input quantization
+
+/// Scalar reference quantization of floats: q = s8_round(x * (1 / scale), zp) (round to nearest even, clamped).
+public func s8_quantize_reference(input: UnsafeBufferPointer<Float>, count: Int, scale: Float, zeroPoint: Int32,
+                                  output: UnsafeMutableBufferPointer<Int8>) {
+    precondition(input.count >= count && output.count >= count)
+    let inv = 1 / scale
+    for i in 0..<count { output[i] = s8_round(input[i] * inv, zeroPoint: zeroPoint) }
 }
 
-/// Builds the 256-entry table mapping int8 values of the input quantization through `f` to the output quantization,
-/// rounding to nearest (ties away from zero, Foundation `rounded()`) and clamping to int8.
-public func s8_make_lut(inputScale: Double, inputZeroPoint: Int32, outputScale: Double, outputZeroPoint: Int32,
-                        _ f: (Double) -> Double) -> [Int8] {
-    (0..<256).map { i in
-        let x = inputScale * Double(i - 128 - Int(inputZeroPoint))
-        let q = (f(x) / outputScale).rounded() + Double(outputZeroPoint)
-        return Int8(min(max(q, -128), 127))
+/// Vectorized `s8_quantize_reference` (16 lanes, scalar tail), bit-exact with it.
+public func s8_quantize_16_simd(input: UnsafeBufferPointer<Float>, count: Int, scale: Float, zeroPoint: Int32,
+                                output: UnsafeMutableBufferPointer<Int8>) {
+    precondition(input.count >= count && output.count >= count)
+    guard count > 0 else { return }
+    let inv = 1 / scale, x = UnsafeRawPointer(input.baseAddress!), o = output.baseAddress!
+    var i = 0
+    while i + 16 <= count {
+        let v = x.loadUnaligned(fromByteOffset: 4 * i, as: SIMD16<Float>.self)
+        s8_store16(s8_round16(v * inv, zeroPoint: zeroPoint), o + i, lanes: 16)
+        i += 16
     }
+    while i < count { o[i] = s8_round(input[i] * inv, zeroPoint: zeroPoint); i += 1 }
 }
+
+// MARK: - Pooling, squeeze-excitation gate, head
 
 /// Scalar reference per-channel int32 sums over pixels of an int8 map [pixels][c] (the global pool's numerator).
 /// Invariant: |sum| <= 128 * pixels, inside int32 for pixels < 2^24.
@@ -217,207 +537,109 @@ public func s8_channel_sums_reference(input: UnsafeBufferPointer<Int8>, pixels: 
     for p in 0..<pixels { for ch in 0..<c { sums[ch] &+= Int32(input[p * c + ch]) } }
 }
 
-/// Scalar reference global average pool to int8: out[c] = requantize(sum[c] - pixels * zpIn) with the multiplier
-/// scaleIn / (pixels * scaleOut) (computed by the caller per run, as it depends on pixels).
-/// Invariant: |sum - pixels * zp| <= 255 * pixels < 2^31 for pixels < 2^23.
-public func s8_global_average_pool_reference(input: UnsafeBufferPointer<Int8>, pixels: Int, channels c: Int,
-                                             inputZeroPoint: Int32, multiplier: S8Multiplier, outputZeroPoint: Int32,
-                                             sums: UnsafeMutableBufferPointer<Int32>,
-                                             output: UnsafeMutableBufferPointer<Int8>) {
-    precondition(pixels < 1 << 23 && output.count >= c)
-    s8_channel_sums_reference(input: input, pixels: pixels, channels: c, sums: sums)
-    let off = Int32(pixels) * inputZeroPoint
-    for ch in 0..<c { output[ch] = s8_requantize(sums[ch] - off, multiplier, zeroPoint: outputZeroPoint) }
+/// Vectorized `s8_channel_sums_reference` (16 channels per int32 vector, scalar channel tail); integer sums, so
+/// bit-exact in any order.
+public func s8_channel_sums_16_simd(input: UnsafeBufferPointer<Int8>, pixels: Int, channels c: Int,
+                                    sums: UnsafeMutableBufferPointer<Int32>) {
+    precondition(input.count >= pixels * c && sums.count >= c && pixels < 1 << 24)
+    guard c > 0 else { return }
+    let x = input.baseAddress!
+    var c0 = 0
+    while c0 + 16 <= c {
+        var acc = SIMD16<Int32>()
+        for p in 0..<pixels {
+            let row = x + p * c + c0
+            var v = SIMD16<Int32>()
+            for l in 0..<16 { v[l] = Int32(row[l]) }
+            acc &+= v
+        }
+        for l in 0..<16 { sums[c0 + l] = acc[l] }
+        c0 += 16
+    }
+    for ch in c0..<c {
+        var a: Int32 = 0
+        for p in 0..<pixels { a &+= Int32(x[p * c + ch]) }
+        sums[ch] = a
+    }
 }
 
-/// Scalar reference squeeze-excitation gate in Q15, in place on an int8 map [pixels][c] keeping its quantization:
-/// x = zp + ((x - zp) * gate[c] + 2^14) >> 15 with gate[c] = round(sigmoid * 2^15) in 0...32768.
-/// Invariant: |x - zp| <= 255, so the product is < 2^23; a gate <= 1 never grows |x - zp|, so no clamp is needed.
-public func s8_gate_q15_reference(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
-                                  zeroPoint: Int32, gate: UnsafeBufferPointer<Int32>) {
-    precondition(map.count >= pixels * c && gate.count >= c)
+/// Global average pool to int8 from channel sums: out[c] = s8_round((sum[c] - pixels * zpIn) * multiplier, zpOut)
+/// with multiplier = scaleIn / (pixels * scaleOut) in float. Invariant: |sum - pixels * zp| <= 255 * pixels < 2^31.
+public func s8_pool_requantize(sums: UnsafeBufferPointer<Int32>, pixels: Int, channels c: Int, inputZeroPoint: Int32,
+                               multiplier: Float, outputZeroPoint: Int32, output: UnsafeMutableBufferPointer<Int8>) {
+    precondition(pixels < 1 << 23 && output.count >= c && sums.count >= c)
+    let off = Int32(pixels) * inputZeroPoint
+    for ch in 0..<c { output[ch] = s8_round(Float(sums[ch] - off) * multiplier, zeroPoint: outputZeroPoint) }
+}
+
+/// Scalar reference squeeze-excitation gate with requantization, in place on an int8 map [pixels][c]:
+/// x = s8_round(Float(x - zpIn) * multiplier[c], zpOut) with multiplier[c] = gate[c] * s_in / s_out (the gated map has
+/// its own calibrated quantization). Invariant: |x - zp| <= 255 is exact in float; one rounding per value.
+public func s8_gate_reference(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
+                              inputZeroPoint: Int32, multiplier: UnsafeBufferPointer<Float>, outputZeroPoint: Int32) {
+    precondition(map.count >= pixels * c && multiplier.count >= c)
     for p in 0..<pixels {
         for ch in 0..<c {
-            let x = Int32(map[p * c + ch]) - zeroPoint
-            map[p * c + ch] = Int8(zeroPoint + ((x * gate[ch] + 16384) >> 15))
+            map[p * c + ch] = s8_round(Float(Int32(map[p * c + ch]) - inputZeroPoint) * multiplier[ch], zeroPoint: outputZeroPoint)
         }
     }
 }
 
-/// Scalar reference int8 dense layer with float output (the classifier's last Linear): the int32 accumulator
-/// (bias with zero point folded, as in s8_conv1x1_reference) times inputScale * weightScale[o].
-/// Invariant: as s8_conv1x1_reference (nin < ~132 000).
+/// Vectorized `s8_gate_reference`: 16 channels per vector (widen, subtract, multiply, `s8_round16`, narrow), scalar
+/// channel tail; the same float operations, so bit-exact.
+public func s8_gate_16_simd(map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels c: Int,
+                            inputZeroPoint: Int32, multiplier: UnsafeBufferPointer<Float>, outputZeroPoint: Int32) {
+    precondition(map.count >= pixels * c && multiplier.count >= c)
+    guard c > 0, pixels > 0 else { return }
+    let m = map.baseAddress!, g = UnsafeRawPointer(multiplier.baseAddress!)
+    let full = c / 16 * 16, zin = Float(inputZeroPoint)
+    for p in 0..<pixels {
+        let row = m + p * c
+        var c0 = 0
+        while c0 < full {
+            let x = s8_load16(row + c0, lanes: 16) - zin
+            let y = x * g.loadUnaligned(fromByteOffset: 4 * c0, as: SIMD16<Float>.self)
+            s8_store16(s8_round16(y, zeroPoint: outputZeroPoint), row + c0, lanes: 16)
+            c0 += 16
+        }
+        for ch in full..<c {
+            row[ch] = s8_round(Float(Int32(row[ch]) - inputZeroPoint) * multiplier[ch], zeroPoint: outputZeroPoint)
+        }
+    }
+}
+
+/// Scalar reference int8 dense layer with float output (the classifier's last Linear): (Float(int32 sum) + biasF[o])
+/// times inputScale * weightScale[o] (biasF: the bias with the zero point folded, as in s8_conv1x1_reference).
+/// Invariant: as s8_conv1x1_reference.
 public func s8_linear_dequantize_reference(input: UnsafeBufferPointer<Int8>, nin: Int,
-                                           weights: UnsafeBufferPointer<Int8>, bias: UnsafeBufferPointer<Int32>,
+                                           weights: UnsafeBufferPointer<Int16>, biasF: UnsafeBufferPointer<Float>,
                                            nout: Int, scales: UnsafeBufferPointer<Float>,
                                            output: UnsafeMutableBufferPointer<Float>) {
     precondition(input.count >= nin && weights.count >= nin * nout && output.count >= nout && scales.count >= nout)
     for o in 0..<nout {
-        var acc = bias[o]
+        var acc: Int32 = 0
         for i in 0..<nin { acc &+= Int32(input[i]) * Int32(weights[o * nin + i]) }
-        output[o] = Float(acc) * scales[o]
+        output[o] = (Float(acc) + biasF[o]) * scales[o]
     }
 }
 
-/// Scalar reference quantization of floats: q = clamp(round(x / scale) + zp) (rounding to nearest even via rint).
-public func s8_quantize_reference(input: UnsafeBufferPointer<Float>, count: Int, scale: Float, zeroPoint: Int32,
-                                  output: UnsafeMutableBufferPointer<Int8>) {
-    precondition(input.count >= count && output.count >= count)
-    let inv = 1 / scale
-    for i in 0..<count {
-        let q = (input[i] * inv).rounded(.toNearestOrEven) + Float(zeroPoint)
-        output[i] = Int8(min(max(q, -128), 127))
-    }
-}
-
-// MARK: - Vectorized 1x1 conv
-
-/// Number of int16 values `s8_pack_conv1x1_16` writes for a cin -> cout conv (cout rounded up to 16).
-public func s8_packed_conv1x1_16_count(cin: Int, cout: Int) -> Int { (cout + 15) / 16 * cin * 16 }
-
-/// Packs [cout][cin] int8 weights for `s8_conv1x1_simd16x4`: blocks of 16 output channels, layout
-/// [cout / 16][cin][16] widened to int16, zero-filled past cout.
-public func s8_pack_conv1x1_16(weights: UnsafeBufferPointer<Int8>, cin: Int, cout: Int,
-                               packed: UnsafeMutableBufferPointer<Int16>) {
-    precondition(weights.count >= cin * cout && packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
-    for b in 0..<((cout + 15) / 16) {
-        for ci in 0..<cin {
-            for l in 0..<16 {
-                let co = b * 16 + l
-                packed[(b * cin + ci) * 16 + l] = co < cout ? Int16(weights[co * cin + ci]) : 0
-            }
-        }
-    }
-}
-
-/// Adds the 16 int16 lanes of `p` into int32 accumulators without a (slow, generic) SIMD conversion: the vector is
-/// reinterpreted as 8 int32 lanes, each holding lanes 2i (low half) and 2i+1 (high half); `(v << 16) >> 16` and
-/// `v >> 16` sign-extend them (SSE2 pslld/psrad, NEON shl/sshr), so `even[i]` sums lane 2i and `odd[i]` lane 2i+1.
-@inline(__always)
-func s8_widen_add(_ even: inout SIMD8<Int32>, _ odd: inout SIMD8<Int32>, _ p: SIMD16<Int16>) {
-    let v = unsafeBitCast(p, to: SIMD8<Int32>.self)
-    even &+= (v &<< 16) &>> 16
-    odd &+= v &>> 16
-}
-
-/// Vectorized int8 1x1 conv, bit-exact with `s8_conv1x1_reference` (same contract; weights packed by
-/// `s8_pack_conv1x1_16`). Two pixels x 16 output channels per step: each int8 x int8 product is formed in int16
-/// (|x w| <= 16256 < 2^15, exact) and widened into even/odd int32 accumulators (`s8_widen_add`); integer sums are
-/// exact, so the order does not matter and the result equals the reference. Requantization is scalar `s8_requantize`.
-/// Invariant: as the reference (int32 cannot overflow for cin < ~66 000 with |bias| <= 2^30).
-public func s8_conv1x1_simd16x2(
-    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
-    packed: UnsafeBufferPointer<Int16>, bias: UnsafeBufferPointer<Int32>, cout: Int,
-    requant: S8Requant, output: UnsafeMutableBufferPointer<Int8>
-) {
-    precondition(input.count >= pixels * cin && output.count >= pixels * cout && bias.count >= cout)
-    precondition(packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout) && requant.multipliers.count >= cout)
-    guard pixels > 0, cout > 0 else { return }
-    let x = input.baseAddress!, w = packed.baseAddress!
-    requant.multipliers.withUnsafeBufferPointer { mults in
-        var p = 0
-        while p < pixels {
-            let n = min(2, pixels - p)
-            let x0 = x + p * cin, x1 = x + (p + n - 1) * cin  // a lone last pixel is computed twice
-            for b in 0..<((cout + 15) / 16) {
-                let lanes = min(16, cout - b * 16)
-                var be = SIMD8<Int32>(repeating: 0), bo = SIMD8<Int32>(repeating: 0)
-                for i in 0..<8 {
-                    if 2 * i < lanes { be[i] = bias[b * 16 + 2 * i] }
-                    if 2 * i + 1 < lanes { bo[i] = bias[b * 16 + 2 * i + 1] }
-                }
-                var e0 = be, o0 = bo, e1 = be, o1 = bo
-                var wp = w + b * cin * 16
-                for ci in 0..<cin {
-                    let wv = UnsafeRawPointer(wp).loadUnaligned(as: SIMD16<Int16>.self)
-                    s8_widen_add(&e0, &o0, wv &* SIMD16<Int16>(repeating: Int16(x0[ci])))
-                    s8_widen_add(&e1, &o1, wv &* SIMD16<Int16>(repeating: Int16(x1[ci])))
-                    wp += 16
-                }
-                for j in 0..<n {
-                    let e = j == 0 ? e0 : e1, o = j == 0 ? o0 : o1
-                    let base = (p + j) * cout + b * 16
-                    for l in 0..<lanes {
-                        let a = l & 1 == 0 ? e[l >> 1] : o[l >> 1]
-                        output[base + l] = s8_requantize(a, mults[b * 16 + l], zeroPoint: requant.zeroPoint,
-                                                         lo: requant.lo, hi: requant.hi)
-                    }
-                }
-            }
-            p += n
-        }
-    }
-}
-
-// MARK: - Vectorized depthwise conv
-
-/// Channels rounded up to a multiple of 16 (the row pitch of the vectorized depthwise buffers).
-public func s8_dw_pitch(_ channels: Int) -> Int { (channels + 15) / 16 * 16 }
-
-/// Packs tap-major [k*k][c] int8 depthwise weights to int16 [k*k][s8_dw_pitch(c)], zero-filled past c.
-public func s8_pack_dwconv(weights: UnsafeBufferPointer<Int8>, channels c: Int, kernel k: Int,
-                           packed: UnsafeMutableBufferPointer<Int16>) {
-    let pitch = s8_dw_pitch(c)
-    precondition(weights.count >= k * k * c && packed.count >= k * k * pitch)
-    for t in 0..<(k * k) { for ch in 0..<pitch { packed[t * pitch + ch] = ch < c ? Int16(weights[t * c + ch]) : 0 } }
-}
-
-/// Writes x - zp as int16 into `centered` [h*w][s8_dw_pitch(c)] (zero past c), the input of `s8_dwconv_simd16`.
-public func s8_center_int16(input: UnsafeBufferPointer<Int8>, pixels: Int, channels c: Int, zeroPoint: Int32,
-                            centered: UnsafeMutableBufferPointer<Int16>) {
-    let pitch = s8_dw_pitch(c), z = Int16(zeroPoint)
-    precondition(input.count >= pixels * c && centered.count >= pixels * pitch)
-    for p in 0..<pixels {
-        for ch in 0..<c { centered[p * pitch + ch] = Int16(input[p * c + ch]) - z }
-        for ch in c..<pitch { centered[p * pitch + ch] = 0 }
-    }
-}
-
-/// Vectorized int8 depthwise conv over output rows `rows`, bit-exact with `s8_dwconv_reference`: reads the centered
-/// int16 input of `s8_center_int16` and int16 weights of `s8_pack_dwconv`; 16 channels per step, products in int16
-/// (|w (x - zp)| <= 127 * 255 = 32385 < 2^15, exact) widened by `s8_widen_add`; padded taps skipped like the reference.
-/// Invariant: 25 taps < 2^20 plus |bias| <= 2^30: no int32 overflow.
-public func s8_dwconv_simd16(
-    centered: UnsafeBufferPointer<Int16>, height h: Int, width w: Int, channels c: Int,
-    packed: UnsafeBufferPointer<Int16>, bias: UnsafeBufferPointer<Int32>,
-    kernel k: Int, stride s: Int, dilation d: Int, requant: S8Requant,
-    output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
-) {
-    let pad = (k - 1) / 2 * d, pitch = s8_dw_pitch(c)
-    let ho = f32_conv_out_size(h, kernel: k, stride: s, dilation: d)
-    let wo = f32_conv_out_size(w, kernel: k, stride: s, dilation: d)
-    precondition(centered.count >= h * w * pitch && output.count >= ho * wo * c && packed.count >= k * k * pitch)
-    precondition(rows.lowerBound >= 0 && rows.upperBound <= ho && bias.count >= c)
-    let xb = UnsafeRawPointer(centered.baseAddress!), wb = UnsafeRawPointer(packed.baseAddress!)
-    requant.multipliers.withUnsafeBufferPointer { mults in
-        for oy in rows {
-            let ty = validTaps(oy, n: h, kernel: k, stride: s, dilation: d, pad: pad)
-            for ox in 0..<wo {
-                let tx = validTaps(ox, n: w, kernel: k, stride: s, dilation: d, pad: pad)
-                for b in 0..<(pitch / 16) {
-                    let lanes = min(16, c - b * 16)
-                    var e = SIMD8<Int32>(repeating: 0), o = SIMD8<Int32>(repeating: 0)
-                    for i in 0..<8 {
-                        if 2 * i < lanes { e[i] = bias[b * 16 + 2 * i] }
-                        if 2 * i + 1 < lanes { o[i] = bias[b * 16 + 2 * i + 1] }
-                    }
-                    for ky in ty {
-                        let iy = oy * s - pad + ky * d
-                        for kx in tx {
-                            let ix = ox * s - pad + kx * d
-                            let xv = xb.loadUnaligned(fromByteOffset: 2 * ((iy * w + ix) * pitch + b * 16), as: SIMD16<Int16>.self)
-                            let wv = wb.loadUnaligned(fromByteOffset: 2 * ((ky * k + kx) * pitch + b * 16), as: SIMD16<Int16>.self)
-                            s8_widen_add(&e, &o, xv &* wv)
-                        }
-                    }
-                    let base = (oy * wo + ox) * c + b * 16
-                    for l in 0..<lanes {
-                        let a = l & 1 == 0 ? e[l >> 1] : o[l >> 1]
-                        output[base + l] = s8_requantize(a, mults[b * 16 + l], zeroPoint: requant.zeroPoint,
-                                                         lo: requant.lo, hi: requant.hi)
-                    }
-                }
-            }
-        }
+/// Vectorized `s8_linear_dequantize_reference`, bit-exact with it: weights from `s8_pack_conv1x1_16` (nout as cout),
+/// the input widened to floats in `scratch` (nin floats), 16 outputs per vector with exact float sums (nin <=
+/// s8FloatExactMaxK), then (sum + biasF) * scale, the reference's operations.
+public func s8_linear_dequantize_16_simd(input: UnsafeBufferPointer<Int8>, nin: Int,
+                                         packed: UnsafeBufferPointer<Float>, biasF: UnsafeBufferPointer<Float>,
+                                         nout: Int, scales: UnsafeBufferPointer<Float>,
+                                         scratch: UnsafeMutableBufferPointer<Float>,
+                                         output: UnsafeMutableBufferPointer<Float>) {
+    precondition(nin <= s8FloatExactMaxK && input.count >= nin && scratch.count >= nin && output.count >= nout)
+    precondition(packed.count >= s8_packed_conv1x1_16_count(cin: nin, cout: nout) && biasF.count >= nout && scales.count >= nout)
+    guard nin > 0, nout > 0 else { return }
+    let xs = scratch.baseAddress!, x = input.baseAddress!
+    for i in 0..<nin { xs[i] = Float(x[i]) }
+    let w = UnsafeRawPointer(packed.baseAddress!)
+    for b in 0..<((nout + 15) / 16) {
+        var a = SIMD16<Float>(), wp = w + b * nin * 64
+        for i in 0..<nin { a.addProduct(wp.load(as: SIMD16<Float>.self), xs[i]); wp += 64 }
+        for l in 0..<min(16, nout - b * 16) { output[b * 16 + l] = (a[l] + biasF[b * 16 + l]) * scales[b * 16 + l] }
     }
 }

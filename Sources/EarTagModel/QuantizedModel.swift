@@ -1,18 +1,20 @@
-// The int8 model: integer weights, biases, scales, zero points and lookup tables by name, its safetensors file
-// (`format` = eartag.int8.v1) with validation at load, and `AnyModel`, which tells a float file from an int8 one.
+// The int8 model: integer weights, biases, scales and zero points by name, its safetensors file
+// (`format` = eartag.int8.v2) with validation at load, and `AnyModel`, which tells a float file from an int8 one.
 // The scheme is stated in docs/quantization.md; the tensor names and shapes are defined once here.
 import Foundation
 
 /// An int8-quantized MN model (produced by EarTagEngine's `Quantizer`, run by `Int8Engine`).
 public struct QuantizedModel: Sendable {
     /// Value of the `format` metadata key.
-    public static let format = "eartag.int8.v1"
+    public static let format = "eartag.int8.v2"
     /// One-paragraph statement of the scheme, stored as metadata `eartag.scheme` (details: docs/quantization.md).
-    public static let scheme = "int8 weights symmetric per output channel (|q| <= 127); int8 activations asymmetric "
-        + "per tensor (real = scale * (q - zero_point)); int32 accumulation, 1x1-conv biases with the input zero point "
-        + "folded in; requantization by int32 multiplier and shift with one round-half-up; ReLU as a clamp, hardswish "
-        + "as a 256-entry int8 lookup table; residual add as two integer rescales; global average pool as int32 sum + "
-        + "requantization; squeeze-excitation in float on the pooled vector, gate applied in Q15; final Linear "
+    public static let scheme = "int8 weights symmetric per output channel (|q| <= 127), widened to 12 bits (I16, "
+        + "|q| <= 2047) in the stem, the depthwise convs and the 1x1 convs with at most 64 inputs; int8 activations "
+        + "asymmetric per tensor (real = scale * (q - zero_point)); int32 accumulation, 1x1-conv biases with the input "
+        + "zero point folded in, |bias| <= 2^30; fp32 requantization ((sum + bias) as float times s_in * s_w, activation in real "
+        + "units, residual added in real units, times 1 / s_out, round to nearest even); global average pool as int32 "
+        + "sum + requantization; squeeze-excitation in float on the pooled vector, the gated map requantized to its own "
+        + "calibrated quantization (per-channel float multiplier gate * s_in / s_out); final Linear "
         + "dequantized to float logits"
 
     public var architecture: Architecture
@@ -59,6 +61,18 @@ public struct QuantizedModel: Sendable {
         return out
     }
 
+    /// Largest |weight| of an 8-bit layer and of a 12-bit ("wide") layer.
+    public static let maxWeight8: Int32 = 127, maxWeight12: Int32 = 2047
+
+    /// True when layer `name` (weight shape `weight`) stores 12-bit weights (I16): the stem, the depthwise convs and
+    /// the 1x1 convs (not the classifier) with at most 64 inputs. Measured: their 8-bit weights cost most of the
+    /// fidelity (docs/quantization.md, sensitivity analysis), and with these bounds the engine's float-lane sums stay
+    /// exact (64 * 128 * 2047 < 2^24; 25 taps * 255 * 2047 < 2^24).
+    public static func hasWideWeights(_ name: String, weight: [Int]) -> Bool {
+        if name == "features.0" || name.hasSuffix(".depthwise") { return true }
+        return !name.hasPrefix("classifier") && weight[1] <= 64
+    }
+
     /// Every tensor an int8 file of architecture `a` holds, by name.
     public static func expectedTensors(_ a: Architecture) -> [String: Spec] {
         var t: [String: Spec] = ["input.scale": Spec(dtype: .f32, shape: [1]),
@@ -67,14 +81,13 @@ public struct QuantizedModel: Sendable {
                                  "pool.zero_point": Spec(dtype: .i32, shape: [1])]
         for l in layers(a) {
             let cout = l.name.hasSuffix("depthwise") || l.name == "features.0" ? l.weight[1] : l.weight[0]
-            t[l.name + ".weight"] = Spec(dtype: .i8, shape: l.weight)
+            t[l.name + ".weight"] = Spec(dtype: hasWideWeights(l.name, weight: l.weight) ? .i16 : .i8, shape: l.weight)
             t[l.name + ".weight_scale"] = Spec(dtype: .f32, shape: [cout])
             t[l.name + ".bias"] = Spec(dtype: .i32, shape: [cout])
             if l.name == "classifier.out" { continue }  // float logits: no output quantization
             t[l.name + ".out_scale"] = Spec(dtype: .f32, shape: [1])
             t[l.name + ".out_zero_point"] = Spec(dtype: .i32, shape: [1])
             if l.hardswish {
-                t[l.name + ".act_lut"] = Spec(dtype: .i8, shape: [256])
                 t[l.name + ".act_scale"] = Spec(dtype: .f32, shape: [1])
                 t[l.name + ".act_zero_point"] = Spec(dtype: .i32, shape: [1])
             }
@@ -87,6 +100,8 @@ public struct QuantizedModel: Sendable {
                 t["\(p).se.fc1.bias"] = Spec(dtype: .f32, shape: [s])
                 t["\(p).se.fc2.weight"] = Spec(dtype: .f32, shape: [e, s])
                 t["\(p).se.fc2.bias"] = Spec(dtype: .f32, shape: [e])
+                t["\(p).se.out_scale"] = Spec(dtype: .f32, shape: [1])
+                t["\(p).se.out_zero_point"] = Spec(dtype: .i32, shape: [1])
             }
             if b.hasResidual {
                 t["\(p).add.out_scale"] = Spec(dtype: .f32, shape: [1])
@@ -121,6 +136,17 @@ public struct QuantizedModel: Sendable {
                     throw bad("tensor '\(n)' holds zero point \(v), outside -128...127")
                 }
             }
+            if n.hasSuffix(".weight") && (t.dtype == .i8 || t.dtype == .i16) {
+                let limit = t.dtype == .i8 ? QuantizedModel.maxWeight8 : QuantizedModel.maxWeight12
+                for v in weightValues(t) where abs(v) > limit {
+                    throw bad("tensor '\(n)' holds weight \(v), outside -\(limit)...\(limit)")
+                }
+            }
+            if n.hasSuffix(".bias") && t.dtype == .i32 {
+                for v in int32Values(t) where v < -(1 << 30) || v > 1 << 30 {
+                    throw bad("tensor '\(n)' holds bias \(v), outside -2^30...2^30")
+                }
+            }
             if n.hasSuffix(".se.fc1.weight") || n.hasSuffix(".se.fc2.weight") || n.hasSuffix(".bias") && t.dtype == .f32 {
                 for v in t.float32Values()! where !v.isFinite { throw bad("tensor '\(n)' holds a non-finite value") }
             }
@@ -130,12 +156,8 @@ public struct QuantizedModel: Sendable {
         }
     }
 
-    /// Int8 values of tensor `name` (precondition: present with dtype I8; guaranteed after `validate`).
-    public func int8(_ name: String) -> [Int8] {
-        let t = tensors[name]!
-        precondition(t.dtype == .i8, "\(name) is not I8")
-        return t.bytes.map { Int8(bitPattern: $0) }
-    }
+    /// Weights of layer tensor `name` (I8 or I16) widened to Int16.
+    public func weights(_ name: String) -> [Int16] { weightValues(tensors[name]!).map { Int16($0) } }
 
     /// Int32 values of tensor `name` (precondition: I32).
     public func int32(_ name: String) -> [Int32] {
@@ -175,6 +197,13 @@ public struct QuantizedModel: Sendable {
 }
 
 /// Little-endian int32 values of a tensor's bytes.
+/// Values of an I8 or I16 (little-endian) tensor.
+func weightValues(_ t: SafetensorsTensor) -> [Int32] {
+    if t.dtype == .i8 { return t.bytes.map { Int32(Int8(bitPattern: $0)) } }
+    precondition(t.dtype == .i16, "not I8 or I16")
+    return (0..<(t.bytes.count / 2)).map { i in Int32(Int16(bitPattern: UInt16(t.bytes[2 * i]) | UInt16(t.bytes[2 * i + 1]) << 8)) }
+}
+
 func int32Values(_ t: SafetensorsTensor) -> [Int32] {
     (0..<(t.bytes.count / 4)).map { i in
         Int32(bitPattern: UInt32(t.bytes[4 * i]) | UInt32(t.bytes[4 * i + 1]) << 8
@@ -186,6 +215,13 @@ extension SafetensorsTensor {
     /// An I8 tensor.
     public init(int8 values: [Int8], shape: [Int]) {
         self.init(dtype: .i8, shape: shape, bytes: values.map { UInt8(bitPattern: $0) })
+    }
+
+    /// An I16 tensor (little-endian).
+    public init(int16 values: [Int16], shape: [Int]) {
+        var b = [UInt8](); b.reserveCapacity(values.count * 2)
+        for v in values { let u = UInt16(bitPattern: v); b += [UInt8(u & 255), UInt8(u >> 8)] }
+        self.init(dtype: .i16, shape: shape, bytes: b)
     }
 
     /// An I32 tensor (little-endian).
@@ -201,7 +237,7 @@ public enum AnyModel: Sendable {
     case float(FloatModel)
     case int8(QuantizedModel)
 
-    /// Loads and validates a float (`eartag.float.v1`) or int8 (`eartag.int8.v1`) model file.
+    /// Loads and validates a float (`eartag.float.v1`) or int8 (`eartag.int8.v2`) model file.
     public static func load(path: String) throws -> AnyModel {
         try load(file: SafetensorsFile.read(path: path), path: path)
     }

@@ -11,6 +11,8 @@ public struct BenchResult: Sendable {
     public var runs: Int
     public var frontendMsPer10s: Double
     public var engineMsPer10s: Double
+    /// Engine time for the first second of the clip (100 frames), median of its own runs.
+    public var engineMsPer1s: Double
     public var macsPerClip: Int
     public var peakRSSMB: Double
     /// Frames of the mel the engine ran on (1000 for 10 s of audio).
@@ -27,6 +29,7 @@ public struct BenchResult: Sendable {
     public var json: String {
         "{\"model\":\(jsonString(model)),\"threads\":\(threads),\"runs\":\(runs),"
             + "\"frontend_ms_per_10s\":\(fmt(frontendMsPer10s)),\"engine_ms_per_10s\":\(fmt(engineMsPer10s)),"
+            + "\"engine_ms_per_1s\":\(fmt(engineMsPer1s)),"
             + "\"macs_per_10s\":\(macsPerClip),\"gmacs_per_s\":\(fmt(gmacsPerSecond)),"
             + "\"real_time_factor\":\(fmt(realTimeFactor)),\"peak_rss_mb\":\(fmt(peakRSSMB)),"
             + "\"frames\":\(frames),\"engine_ms\":\(fmt(engineMsPer10s)),\"mel\":\(jsonString(melSource))}"
@@ -39,6 +42,7 @@ public struct BenchResult: Sendable {
         frontend: \(fmt(frontendMsPer10s)) ms per 10 s clip
         engine:   \(fmt(engineMsPer10s)) ms per \(frames == 1000 ? "10 s clip" : "\(frames) frames")  (\(fmt(Double(macsPerClip) / 1e6)) MMAC, \
         \(fmt(gmacsPerSecond)) GMAC/s)
+        engine:   \(fmt(engineMsPer1s)) ms per 1 s clip (100 frames)
         real-time factor: \(fmt(realTimeFactor))x  peak RSS: \(fmt(peakRSSMB)) MB
         """
     }
@@ -112,8 +116,23 @@ public enum Bench {
                 engineTimes.append(t2 - t1)
             }
         }
+        // One second: the first 100 frames of every mel row, run on the same engine.
+        let short = min(100, mel.frames)
+        var shortMel = [Float](repeating: 0, count: mel.bins * short)
+        for r in 0..<mel.bins { for f in 0..<short { shortMel[r * short + f] = mel.data[r * mel.frames + f] } }
+        var shortTimes: [Double] = []
+        for i in 0..<(warmup + runs) {
+            let t0 = now()
+            shortMel.withUnsafeBufferPointer { m in
+                logits.withUnsafeMutableBufferPointer { l in
+                    embedding.withUnsafeMutableBufferPointer { e in engine.run(mel: m, frames: short, logits: l, embedding: e) }
+                }
+            }
+            if i >= warmup { shortTimes.append(now() - t0) }
+        }
         return BenchResult(model: model.name, threads: threads, runs: runs,
                            frontendMsPer10s: median(frontendTimes) * 1e3, engineMsPer10s: median(engineTimes) * 1e3,
+                           engineMsPer1s: median(shortTimes) * 1e3,
                            macsPerClip: engine.multiplyAccumulates(frames: mel.frames), peakRSSMB: peakRSSMegabytes(),
                            frames: mel.frames, melSource: input?.source ?? "synthetic")
     }
