@@ -167,10 +167,10 @@ public final class LayerTimer {
 
     /// Runs `body`, adding its wall time to `label` when enabled.
     @inline(__always)
-    func measure<T>(_ label: String, _ body: () -> T) -> T {
-        guard enabled else { return body() }
+    func measure<T>(_ label: String, _ body: () throws -> T) rethrows -> T {
+        guard enabled else { return try body() }
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let r = body()
+        let r = try body()
         let dt = DispatchTime.now().uptimeNanoseconds - t0
         if nanoseconds[label] == nil { order.append(label) }
         nanoseconds[label, default: 0] += dt

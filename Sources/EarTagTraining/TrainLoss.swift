@@ -40,17 +40,24 @@ public struct DistillationLoss: Sendable, Equatable {
         return s / Double(logits.count)
     }
 
+    /// sigmoid(teacher / T): the distillation targets.
+    public func teacherProbabilities(_ teacherLogits: [Float]) -> [Float] {
+        teacherLogits.map { Float(1 / (1 + Foundation.exp(-Double($0) / temperature))) }
+    }
+
     /// Loss and gradient. At least one of labels and teacher logits must be given; both have the logits' length.
     public func evaluate(logits: [Float], labels: [Float]?, teacherLogits: [Float]?) throws -> Result {
+        try evaluate(logits: logits, labels: labels, teacherProbabilities: teacherLogits.map(teacherProbabilities))
+    }
+
+    /// Loss and gradient from distillation targets already through sigmoid(teacher / T) (mixup mixes those).
+    public func evaluate(logits: [Float], labels: [Float]?, teacherProbabilities soft: [Float]?) throws -> Result {
         let n = logits.count
-        guard labels != nil || teacherLogits != nil else {
+        guard labels != nil || soft != nil else {
             throw StudentError.input("a batch needs labels, teacher logits or both")
         }
         if let labels, labels.count != n { throw StudentError.input("\(labels.count) labels for \(n) logits") }
-        if let teacherLogits, teacherLogits.count != n {
-            throw StudentError.input("\(teacherLogits.count) teacher logits for \(n) logits")
-        }
-        let soft = teacherLogits.map { t in t.map { Float(1 / (1 + Foundation.exp(-Double($0) / temperature))) } }
+        if let soft, soft.count != n { throw StudentError.input("\(soft.count) teacher values for \(n) logits") }
         // Weights of the two terms: both present -> lambda, 1 - lambda; one alone -> 1.
         let wl = labels == nil ? 0 : (soft == nil ? 1 : labelWeight)
         let wk = soft == nil ? 0 : 1 - wl
