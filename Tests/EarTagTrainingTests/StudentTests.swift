@@ -78,8 +78,9 @@ final class StudentTests: XCTestCase {
 
     /// Runs the built `eartag-train` binary.
     func runTool(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let bundle = Bundle(for: StudentTests.self).bundleURL.deletingLastPathComponent()
-        let binary = bundle.appendingPathComponent("eartag-train").path
+        let products = Bundle.allBundles.first { $0.bundlePath.hasSuffix(".xctest") }?.bundleURL
+            .deletingLastPathComponent() ?? Bundle.main.bundleURL
+        let binary = products.appendingPathComponent("eartag-train").path
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw XCTSkip("eartag-train is not built beside the tests (\(binary))")
         }
