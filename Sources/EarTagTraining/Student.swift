@@ -158,8 +158,11 @@ final class StudentBlock {
         }
         let e = expand != nil ? UnsafePointer(ae.pointer) : x
         let dE = expand != nil ? ge.pointer : gradIn.pointer
-        timer.measure("depthwise") {
-            depthwise.backward(x: e, input: expandedGeometry, dZ: gd.pointer, dX: dE, parallel: parallel)
+        timer.measure("depthwise dX") {
+            depthwise.backwardInput(input: expandedGeometry, dZ: gd.pointer, dX: dE, parallel: parallel)
+        }
+        timer.measure("depthwise dW") {
+            depthwise.backwardWeight(x: e, input: expandedGeometry, dZ: gd.pointer, parallel: parallel)
         }
         if let expand, let expandNorm {
             timer.measure("batchnorm") {
@@ -443,6 +446,8 @@ public final class Student {
             throw StudentError.input("\(logitGradient.count) logit gradients for a batch of \(batch) x \(k)")
         }
         let lg = lastGeometry, hw = lg.rows * lg.cols, c = lg.channels, tr = training, par = parallel
+        timer.suffix = " (backward)"
+        defer { timer.suffix = "" }
         logitGradient.withUnsafeBufferPointer { dl in
             let dLogits = dl.baseAddress!
             timer.measure("head") {

@@ -161,6 +161,8 @@ public final class LayerTimer {
     public private(set) var nanoseconds: [String: UInt64] = [:]
     /// Labels in first-seen order.
     public private(set) var order: [String] = []
+    /// Appended to every label (the student sets " (backward)" during its backward pass).
+    var suffix = ""
 
     /// A timer, off until `enabled` is set.
     public init() {}
@@ -172,8 +174,9 @@ public final class LayerTimer {
         let t0 = DispatchTime.now().uptimeNanoseconds
         let r = try body()
         let dt = DispatchTime.now().uptimeNanoseconds - t0
-        if nanoseconds[label] == nil { order.append(label) }
-        nanoseconds[label, default: 0] += dt
+        let key = suffix.isEmpty ? label : label + suffix
+        if nanoseconds[key] == nil { order.append(key) }
+        nanoseconds[key, default: 0] += dt
         return r
     }
 

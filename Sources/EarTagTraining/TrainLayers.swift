@@ -363,38 +363,105 @@ final class DepthwiseConv {
         }
     }
 
-    /// Weight gradient and dX (overwritten) from dz; split over samples.
+    /// Output index reached by tap `a` from input index `i`, or -1 (stride and padding as the forward).
+    @inline(__always)
+    private func reached(_ i: Int, tap a: Int, outputs n: Int) -> Int {
+        let num = i + (kernel - 1) / 2 * dilation - a * dilation
+        if num < 0 || num % stride != 0 { return -1 }
+        let o = num / stride
+        return o < n ? o : -1
+    }
+
+    /// Weight gradient and dX (overwritten) from dz.
+    /// dX by gathering, for every input pixel, the output pixels whose taps reach it (one store per value);
+    /// dW per output row and tap as register sums over the row, added once per row.
     func backward(x: UnsafePointer<Float>, input g: MapGeometry, dZ: UnsafePointer<Float>,
                   dX: UnsafeMutablePointer<Float>, parallel: Parallel) {
+        backwardInput(input: g, dZ: dZ, dX: dX, parallel: parallel)
+        backwardWeight(x: x, input: g, dZ: dZ, parallel: parallel)
+    }
+
+    /// dX alone (overwritten).
+    func backwardInput(input g: MapGeometry, dZ: UnsafePointer<Float>, dX: UnsafeMutablePointer<Float>,
+                       parallel: Parallel) {
+        let c = channels, k = kernel
+        let o = output(g), pk = packed.pointer
+        // Column tables: for input column ix and tap t, the output column reached (or -1).
+        let colTable = UnsafeMutablePointer<Int>.allocate(capacity: g.cols * k)
+        defer { colTable.deallocate() }
+        for ix in 0..<g.cols { for t in 0..<k { colTable[ix * k + t] = reached(ix, tap: t, outputs: o.cols) } }
+        let table = UnsafePointer(colTable)
+        // dX: rows of input pixels split across threads; per row the valid (tap row, output row) pairs, per
+        // column the valid (tap column, output column) pairs, so the channel loop has no branches.
+        parallel.split(g.batch * g.rows) { _, items in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: 4 * k) { lists in
+                let rowTaps = lists.baseAddress!, rowOut = rowTaps + k, colTaps = rowOut + k, colOut = colTaps + k
+                for item in items {
+                    let b = item / g.rows, iy = item % g.rows
+                    let dzb = dZ + b * o.rows * o.cols * c
+                    var nr = 0
+                    for a in 0..<k {
+                        let oy = reached(iy, tap: a, outputs: o.rows)
+                        if oy >= 0 { rowTaps[nr] = a; rowOut[nr] = oy; nr += 1 }
+                    }
+                    for ix in 0..<g.cols {
+                        var nc = 0
+                        for t in 0..<k where table[ix * k + t] >= 0 {
+                            colTaps[nc] = t; colOut[nc] = table[ix * k + t]; nc += 1
+                        }
+                        let out = dX + ((b * g.rows + iy) * g.cols + ix) * c
+                        var j = 0
+                        while j < c {
+                            var acc = SIMD8<Float>()
+                            for r in 0..<nr {
+                                let row = dzb + rowOut[r] * o.cols * c + j, wr = pk + rowTaps[r] * k * c + j
+                                for q in 0..<nc { acc = fma8(acc, ld8(row + colOut[q] * c), ld8(wr + colTaps[q] * c)) }
+                            }
+                            st8(out + j, acc)
+                            j += 8
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The weight gradient alone: per-thread partials over samples, one output row at a time (rows stay in L2).
+    func backwardWeight(x: UnsafePointer<Float>, input g: MapGeometry, dZ: UnsafePointer<Float>, parallel: Parallel) {
         let c = channels, k = kernel, s = stride, d = dilation, pad = (k - 1) / 2 * d
-        let o = output(g), pk = packed.pointer, taps = k * k
+        let o = output(g), taps = k * k
         let parts = min(threads, parallel.threads, g.batch)
         partials.zero()
         let pp = partials.pointer
         Parallel(threads: parts).split(g.batch) { part, samples in
             let dw = pp + part * taps * c
             for b in samples {
-                let xb = x + b * g.rows * g.cols * c, dxb = dX + b * g.rows * g.cols * c
-                dxb.update(repeating: 0, count: g.rows * g.cols * c)
+                let xb = x + b * g.rows * g.cols * c, dzb = dZ + b * o.rows * o.cols * c
                 for oy in 0..<o.rows {
-                    let ty = tapRange(oy, n: g.rows, kernel: k, stride: s, dilation: d, pad: pad)
-                    for ox in 0..<o.cols {
-                        let tx = tapRange(ox, n: g.cols, kernel: k, stride: s, dilation: d, pad: pad)
-                        let gz = dZ + ((b * o.rows + oy) * o.cols + ox) * c
-                        var j = 0
-                        while j < c {
-                            let gv = ld8(gz + j)
-                            for a in ty {
-                                let off = (oy * s - pad + a * d) * g.cols * c + j
-                                let row = xb + off, drow = dxb + off
-                                let wr = pk + a * k * c + j, dwr = dw + a * k * c + j
-                                for t in tx {
-                                    let q = (ox * s - pad + t * d) * c
-                                    st8(dwr + t * c, fma8(ld8(dwr + t * c), gv, ld8(row + q)))
-                                    st8(drow + q, fma8(ld8(drow + q), gv, ld8(wr + t * c)))
+                    for a in tapRange(oy, n: g.rows, kernel: k, stride: s, dilation: d, pad: pad) {
+                        let iy = oy * s - pad + a * d
+                        for t in 0..<k {
+                            let colsLo = max(0, (pad - t * d + s - 1) / s)
+                            let colsHi = min(o.cols, (g.cols - 1 + pad - t * d) / s + 1)
+                            if colsLo >= colsHi { continue }
+                            var j = 0
+                            while j < c {
+                                var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+                                var gp = dzb + (oy * o.cols + colsLo) * c + j
+                                var xp = xb + (iy * g.cols + colsLo * s - pad + t * d) * c + j
+                                let xstep = s * c
+                                var ox = colsLo
+                                while ox + 2 <= colsHi {
+                                    acc0 = fma8(acc0, ld8(gp), ld8(xp))
+                                    acc1 = fma8(acc1, ld8(gp + c), ld8(xp + xstep))
+                                    gp += 2 * c; xp += 2 * xstep
+                                    ox += 2
                                 }
+                                if ox < colsHi { acc0 = fma8(acc0, ld8(gp), ld8(xp)) }
+                                let dst = dw + (a * k + t) * c + j
+                                st8(dst, ld8(dst) + acc0 + acc1)
+                                j += 8
                             }
-                            j += 8
                         }
                     }
                 }
