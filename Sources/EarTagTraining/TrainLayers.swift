@@ -4,6 +4,7 @@
 // ref: EfficientAT models/mn/block_types.py (InvertedResidual, SqueezeExcitation), models/mn/model.py (MN);
 // PyTorch BatchNorm2d training semantics (batch statistics, biased variance for normalisation, unbiased variance
 // for running_var, running = (1 - momentum) running + momentum batch).
+import EarTagKernels
 import Foundation
 
 /// The non-linearity after a BatchNorm or linear layer.
@@ -97,10 +98,10 @@ final class BatchNormAct {
     deinit { partials.deallocate() }
 
     /// Sums per channel over rows `range` of two [rows][C] maps into d0 (Σ f) and d1 (Σ g), in float blocks of 256
-    /// rows added into doubles. `pass` 0: f = z - ref, g = (z - ref)^2. `pass` 1: f = gradient after the
-    /// activation (also stored into `out`), g = f * (z - mean).
+    /// rows added into doubles. `pass` 0: f = z - ref, g = (z - ref)^2. `pass` 1: f = gradient before the
+    /// activation (from dOut and z), g = f * (z - mean).
     private func channelSums(pass: Int, z: UnsafePointer<Float>, dOut: UnsafePointer<Float>?,
-                             out: UnsafeMutablePointer<Float>?, rows: Range<Int>, d0: UnsafeMutablePointer<Double>,
+                             rows: Range<Int>, d0: UnsafeMutablePointer<Double>,
                              d1: UnsafeMutablePointer<Double>) {
         let c = channels, c8 = c / 8 * 8
         let f0 = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
@@ -123,20 +124,18 @@ final class BatchNormAct {
                     }
                     while j < c { let d = zr[j] - z[j]; f0[j] += d; f1[j] += d * d; j += 1 }
                 } else {
-                    let gr = dOut! + r * c, orow = out! + r * c
+                    let gr = dOut! + r * c
                     var j = 0
                     while j < c8 {
                         let zz = ld8(zr + j)
                         let y = fma8(ld8(sh + j), zz, ld8(sc + j))
                         let g = activationGradient(y, ld8(gr + j), activation)
-                        st8(orow + j, g)
                         st8(f0 + j, ld8(f0 + j) + g); st8(f1 + j, fma8(ld8(f1 + j), g, zz - ld8(mu + j)))
                         j += 8
                     }
                     while j < c {
                         let y = zr[j] * sc[j] + sh[j]
                         let g = activationGradient(y, gr[j], activation)
-                        orow[j] = g
                         f0[j] += g; f1[j] += g * (zr[j] - mu[j])
                         j += 1
                     }
@@ -148,13 +147,13 @@ final class BatchNormAct {
     }
 
     /// Runs `channelSums` split over threads and adds the parts into part 0's slots.
-    private func reduce(pass: Int, z: UnsafePointer<Float>, dOut: UnsafePointer<Float>?,
-                        out: UnsafeMutablePointer<Float>?, pixels: Int, parallel: Parallel)
+    private func reduce(pass: Int, z: UnsafePointer<Float>, dOut: UnsafePointer<Float>?, pixels: Int,
+                        parallel: Parallel)
         -> (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>) {
         let c = channels, p = partials
         let parts = max(1, min(partialThreads, parallel.threads, pixels / 256))
         Parallel(threads: parts).split(pixels) { part, range in
-            channelSums(pass: pass, z: z, dOut: dOut, out: out, rows: range, d0: p + part * 2 * c,
+            channelSums(pass: pass, z: z, dOut: dOut, rows: range, d0: p + part * 2 * c,
                         d1: p + part * 2 * c + c)
         }
         for part in 1..<max(parts, 1) {
@@ -173,7 +172,7 @@ final class BatchNormAct {
         let g = weight.value.pointer, b = bias.value.pointer
         if training {
             precondition(pixels > 1, "BatchNorm in training mode needs more than one value per channel")
-            let (s0, s1) = reduce(pass: 0, z: z, dOut: nil, out: nil, pixels: pixels, parallel: parallel)
+            let (s0, s1) = reduce(pass: 0, z: z, dOut: nil, pixels: pixels, parallel: parallel)
             let n = Double(pixels), m = Double(momentum)
             for i in 0..<c {
                 let d = s0[i] / n
@@ -208,11 +207,12 @@ final class BatchNormAct {
     }
 
     /// dZ from dOut (gradient after the activation) and the forward input z; writes gamma/beta gradients.
+    /// Two passes (sums, then dZ), each recomputing the activation gradient from z instead of storing it.
     /// dZ may be dOut itself. Must follow `forward` on the same z.
     func backward(z: UnsafePointer<Float>, dOut: UnsafePointer<Float>, dZ: UnsafeMutablePointer<Float>,
                   pixels: Int, training: Bool, parallel: Parallel) {
         let c = channels
-        let (sg, sgx) = reduce(pass: 1, z: z, dOut: dOut, out: dZ, pixels: pixels, parallel: parallel)
+        let (sg, sgx) = reduce(pass: 1, z: z, dOut: dOut, pixels: pixels, parallel: parallel)
         let k1 = FloatStorage(c), k2 = FloatStorage(c), k0 = FloatStorage(c)
         let n = Double(pixels)
         for i in 0..<c {
@@ -230,15 +230,22 @@ final class BatchNormAct {
             }
         }
         let p1 = k1.pointer, p2 = k2.pointer, p0 = k0.pointer, c8 = c / 8 * 8
+        let sc = scale.pointer, sh = shift.pointer, act = activation
         parallel.split(pixels, minimum: 64) { _, rows in
             for r in rows {
-                let zr = z + r * c, o = dZ + r * c
+                let zr = z + r * c, gr = dOut + r * c, o = dZ + r * c
                 var j = 0
                 while j < c8 {
-                    st8(o + j, fma8(fma8(ld8(p0 + j), ld8(p2 + j), ld8(zr + j)), ld8(p1 + j), ld8(o + j)))
+                    let zz = ld8(zr + j)
+                    let g = activationGradient(fma8(ld8(sh + j), zz, ld8(sc + j)), ld8(gr + j), act)
+                    st8(o + j, fma8(fma8(ld8(p0 + j), ld8(p2 + j), zz), ld8(p1 + j), g))
                     j += 8
                 }
-                while j < c { o[j] = p0[j] + p2[j] * zr[j] + p1[j] * o[j]; j += 1 }
+                while j < c {
+                    let g = activationGradient(zr[j] * sc[j] + sh[j], gr[j], act)
+                    o[j] = p0[j] + p2[j] * zr[j] + p1[j] * g
+                    j += 1
+                }
             }
         }
     }
@@ -289,12 +296,6 @@ struct MapGeometry: Equatable {
     var count: Int { pixels * channels }
 }
 
-/// Output length along one axis of a conv with padding (k - 1) / 2 * d.
-@inline(__always)
-func convOutSize(_ n: Int, kernel: Int, stride: Int, dilation: Int) -> Int {
-    (n + 2 * ((kernel - 1) / 2 * dilation) - dilation * (kernel - 1) - 1) / stride + 1
-}
-
 /// Kernel taps whose input index o * s - pad + t * d falls inside 0..<n.
 @inline(__always)
 func tapRange(_ o: Int, n: Int, kernel: Int, stride: Int, dilation: Int, pad: Int) -> Range<Int> {
@@ -329,8 +330,8 @@ final class DepthwiseConv {
 
     /// Output geometry for an input geometry.
     func output(_ g: MapGeometry) -> MapGeometry {
-        MapGeometry(batch: g.batch, rows: convOutSize(g.rows, kernel: kernel, stride: stride, dilation: dilation),
-                    cols: convOutSize(g.cols, kernel: kernel, stride: stride, dilation: dilation), channels: channels)
+        MapGeometry(batch: g.batch, rows: f32_conv_out_size(g.rows, kernel: kernel, stride: stride, dilation: dilation),
+                    cols: f32_conv_out_size(g.cols, kernel: kernel, stride: stride, dilation: dilation), channels: channels)
     }
 
     /// z = depthwise(x).
