@@ -308,6 +308,9 @@ public final class Student {
         }
     }
 
+    /// Restarts the dropout masks' random sequence (the trainer reseeds per epoch so a resumed run repeats them).
+    public func reseedDropout(_ seed: UInt64) { dropoutRandom = TrainingRandom(seed: seed) }
+
     /// Replaces every parameter and running statistic from state-dict tensors (extra tensors are ignored).
     public func load(_ tensors: [String: Tensor]) throws {
         for p in parameters {

@@ -47,6 +47,7 @@ public final class TrainingFrontend {
     /// The model's frontend settings (the base of every jitter).
     public let settings: FrontendSettings
     public let augmentation: AugmentationSettings
+    /// Used for frame counts only (not thread-safe for computing).
     private let plain: LogMelFrontend
 
     /// A frontend for `settings` with `augmentation`.
@@ -59,10 +60,12 @@ public final class TrainingFrontend {
     /// Frames of a clip of `samples` samples.
     public func frames(samples: Int) -> Int { plain.frameCount(sampleCount: samples) }
 
+
     /// The log-mel [mels][frames] of `waveform`; training applies gain, roll, fmin/fmax jitter and masking.
-    /// Not thread-safe in eval mode (the shared plain frontend); training builds a frontend per call.
+    /// Thread-safe: every call builds its own LogMelFrontend (its scratch buffers cannot be shared; building one
+    /// costs about a millisecond against seconds of training per clip).
     public func mel(_ waveform: [Float], training: Bool, rng: inout TrainingRandom) throws -> [Float] {
-        guard training else { return try plain.compute(waveform).data }
+        guard training else { return try LogMelFrontend(settings: settings).compute(waveform).data }
         let a = augmentation
         var x = waveform
         if a.gainDB > 0 {
@@ -82,8 +85,7 @@ public final class TrainingFrontend {
             let base = s.fmax <= 0 ? s.fmax + nyquist : s.fmax
             s.fmax = min(nyquist, base + Double(a.fmaxRange / 2 - randomInt(a.fmaxRange, &rng)))
         }
-        let frontend = s == settings ? plain : try LogMelFrontend(settings: s)
-        var mel = try frontend.compute(x).data
+        var mel = try LogMelFrontend(settings: s).compute(x).data
         let bins = s.nMels, frames = mel.count / bins
         // Masks fill with 0 in the log domain, i.e. normAdd / normDiv after normalisation.
         let fill = Float(s.normAdd / s.normDiv)

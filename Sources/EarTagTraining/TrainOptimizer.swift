@@ -50,6 +50,18 @@ public final class AdamOptimizer {
         }
     }
 
+    /// Restores the step count and the moments (from a checkpoint); every parameter must be present.
+    public func restore(step: Int, moments: [String: (m: [Float], v: [Float])]) throws {
+        for (k, p) in parameters.enumerated() {
+            guard let mv = moments[p.name], mv.m.count == p.count, mv.v.count == p.count else {
+                throw StudentError.tensor("optimizer state for '\(p.name)' is missing or misshapen")
+            }
+            m[k].load(mv.m)
+            v[k].load(mv.v)
+        }
+        self.step = step
+    }
+
     /// The moment estimates by parameter name (for checkpoints).
     public func moments() -> [String: (m: [Float], v: [Float])] {
         var r: [String: (m: [Float], v: [Float])] = [:]

@@ -21,6 +21,9 @@ public final class TrainingStepRunner {
         rng = TrainingRandom(seed: seed)
     }
 
+    /// Restarts the augmentation draws from `seed` (the trainer reseeds per epoch so a resumed run repeats them).
+    public func reseed(_ seed: UInt64) { rng = TrainingRandom(seed: seed) }
+
     /// Log-mels [batch][mels][frames] of equally long waveforms, computed in parallel (training: augmented).
     public func mels(_ waveforms: [[Float]], training: Bool) throws -> (data: [Float], frames: Int) {
         guard let first = waveforms.first, waveforms.allSatisfy({ $0.count == first.count }) else {
