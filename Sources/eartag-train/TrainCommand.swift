@@ -18,8 +18,8 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         guard benchmark else {
-            throw ValidationError("train: only --benchmark is implemented yet (the training loop over a corpus is "
-                                  + "not written); run 'eartag-train train --benchmark'")
+            throw ValidationError("train: only --benchmark is implemented yet (training over a corpus is not wired "
+                                  + "to the command); run 'eartag-train train --benchmark'")
         }
         guard width > 0, width <= 4, width.isFinite else { throw ValidationError("--width must be in (0, 4], got \(width)") }
         guard batchSize >= 2 else {
