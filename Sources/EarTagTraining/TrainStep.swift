@@ -84,6 +84,14 @@ public final class TrainingStepRunner {
     }
 }
 
+/// User + system CPU time of this process so far (every thread), in seconds.
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    return Double(u.ru_utime.tv_sec) + Double(u.ru_utime.tv_usec) / 1e6 + Double(u.ru_stime.tv_sec)
+        + Double(u.ru_stime.tv_usec) / 1e6
+}
+
 /// Training throughput on synthetic 10 s clips.
 public enum TrainingBenchmark {
     /// What one benchmark run measured.
@@ -93,6 +101,9 @@ public enum TrainingBenchmark {
         public var clipsPerSecond: Double
         /// Median wall time of one step.
         public var medianStepSeconds: Double
+        /// CPU time (user + system, every thread) of the timed steps per clip: what a step costs independently of
+        /// how many other processes share the cores.
+        public var cpuSecondsPerClip: Double
         /// Per-label wall time per step (milliseconds), in first-seen order.
         public var layerMilliseconds: [(String, Double)]
     }
@@ -113,17 +124,20 @@ public enum TrainingBenchmark {
         student.timer.reset()
         student.timer.enabled = true
         var times: [Double] = []
+        let cpu0 = processCPUSeconds()
         for _ in 0..<steps {
             let t0 = DispatchTime.now().uptimeNanoseconds
             try runner.step(waveforms: waves, labels: labels, teacherLogits: teacher)
             times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
         }
+        let cpu = processCPUSeconds() - cpu0
         student.timer.enabled = false
         let total = times.reduce(0, +)
         let sorted = times.sorted()
         let split = student.timer.order.map { ($0, Double(student.timer.nanoseconds[$0]!) / 1e6 / Double(steps)) }
         return Result(width: width, batch: batch, steps: steps, threads: student.parallel.threads,
                       clipSeconds: clipSeconds, clipsPerSecond: Double(batch * steps) / total,
-                      medianStepSeconds: sorted[sorted.count / 2], layerMilliseconds: split)
+                      medianStepSeconds: sorted[sorted.count / 2], cpuSecondsPerClip: cpu / Double(batch * steps),
+                      layerMilliseconds: split)
     }
 }

@@ -113,6 +113,7 @@ final class StudentTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
         XCTAssertNotNil(json?["clips_per_s"] as? Double, r.stdout)
+        XCTAssertGreaterThan(json?["cpu_ms_per_clip"] as? Double ?? 0, 0, r.stdout)
         XCTAssertEqual(json?["batch_size"] as? Int, 2)
     }
 }
