@@ -62,6 +62,10 @@ func activationGradient(_ x: Float, _ g: Float, _ a: TrainActivation) -> Float {
 }
 
 /// BatchNorm2d over the channels of a channels-last batch, fused with the following activation.
+/// Numeric invariants: statistics are sums of float blocks of 256 rows added into doubles, shifted by the first
+/// row (so the variance does not cancel catastrophically); the affine and its gradient coefficients are formed in
+/// double and applied in float with fused multiply-adds. Results depend on the thread count only through the
+/// order of those double additions (~1e-16 relative).
 final class BatchNormAct {
     let channels: Int
     let eps: Double
@@ -308,6 +312,9 @@ func tapRange(_ o: Int, n: Int, kernel: Int, stride: Int, dilation: Int, pad: In
 
 /// Depthwise k x k convolution (groups = channels, no bias), zero padding (k - 1) / 2 * dilation; channels must be
 /// a multiple of 8 (EfficientAT's make_divisible guarantees it).
+/// Numeric invariants: the forward and dX sum their taps in (row, column) order with fused multiply-adds; dW sums
+/// per output row in two interleaved float accumulators, rows in order, samples per thread, threads in part order,
+/// so a fixed thread count gives bit-identical results run to run (the resume test relies on it).
 final class DepthwiseConv {
     let channels: Int, kernel: Int, stride: Int, dilation: Int
     /// `<prefix>.weight`, PyTorch shape [C, 1, k, k].

@@ -16,6 +16,7 @@ struct Train: ParsableCommand {
     @Option(help: "Threads (default: every core).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "Print one JSON object instead of the text report.") var json = false
 
+    /// Refuses everything but --benchmark, and out-of-range options, with one line naming the option.
     func validate() throws {
         guard benchmark else {
             throw ValidationError("train: only --benchmark is implemented yet (training over a corpus is not wired "
@@ -29,6 +30,7 @@ struct Train: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1, got \(threads)") }
     }
 
+    /// Runs the benchmark and prints its figures.
     func run() throws {
         let r: TrainingBenchmark.Result
         do {
