@@ -80,6 +80,9 @@ final class BatchNormAct {
     /// Per-thread partial sums (threads x 2 x channels doubles).
     private var partials: UnsafeMutablePointer<Double>
     private let partialThreads: Int
+    /// Per-thread float block sums (threads x 2 x channels) and the backward coefficients (k1, k2, k0).
+    private let blockSums: FloatStorage
+    private let k1, k2, k0: FloatStorage
 
     /// A BatchNorm for `prefix` (gamma 1, beta 0, running mean 0, running var 1, as PyTorch initialises it).
     init(_ prefix: String, channels: Int, eps: Double, momentum: Double = 0.01, activation: TrainActivation,
@@ -97,6 +100,8 @@ final class BatchNormAct {
         mean = FloatStorage(channels); invStd = FloatStorage(channels)
         partialThreads = max(1, threads)
         partials = .allocate(capacity: partialThreads * 2 * channels)
+        blockSums = FloatStorage(partialThreads * 2 * channels)
+        k1 = FloatStorage(channels); k2 = FloatStorage(channels); k0 = FloatStorage(channels)
     }
 
     deinit { partials.deallocate() }
@@ -105,11 +110,10 @@ final class BatchNormAct {
     /// rows added into doubles. `pass` 0: f = z - ref, g = (z - ref)^2. `pass` 1: f = gradient before the
     /// activation (from dOut and z), g = f * (z - mean).
     private func channelSums(pass: Int, z: UnsafePointer<Float>, dOut: UnsafePointer<Float>?,
-                             rows: Range<Int>, d0: UnsafeMutablePointer<Double>,
+                             rows: Range<Int>, part: Int, d0: UnsafeMutablePointer<Double>,
                              d1: UnsafeMutablePointer<Double>) {
         let c = channels, c8 = c / 8 * 8
-        let f0 = UnsafeMutablePointer<Float>.allocate(capacity: 2 * c)
-        defer { f0.deallocate() }
+        let f0 = blockSums.pointer + part * 2 * c
         let f1 = f0 + c
         for i in 0..<c { d0[i] = 0; d1[i] = 0 }
         let sc = scale.pointer, sh = shift.pointer, mu = mean.pointer
@@ -157,7 +161,7 @@ final class BatchNormAct {
         let c = channels, p = partials
         let parts = max(1, min(partialThreads, parallel.threads, pixels / 256))
         Parallel(threads: parts).split(pixels) { part, range in
-            channelSums(pass: pass, z: z, dOut: dOut, rows: range, d0: p + part * 2 * c,
+            channelSums(pass: pass, z: z, dOut: dOut, rows: range, part: part, d0: p + part * 2 * c,
                         d1: p + part * 2 * c + c)
         }
         for part in 1..<max(parts, 1) {
@@ -217,7 +221,6 @@ final class BatchNormAct {
                   pixels: Int, training: Bool, parallel: Parallel) {
         let c = channels
         let (sg, sgx) = reduce(pass: 1, z: z, dOut: dOut, pixels: pixels, parallel: parallel)
-        let k1 = FloatStorage(c), k2 = FloatStorage(c), k0 = FloatStorage(c)
         let n = Double(pixels)
         for i in 0..<c {
             let inv = Double(invStd.pointer[i]), sc = Double(scale.pointer[i]), mu = Double(mean.pointer[i])
@@ -697,17 +700,15 @@ final class SqueezeExcite {
         let c = channels, hw = g.rows * g.cols, s = scales.pointer, ds = dScale.pointer
         parallel.split(g.batch) { _, samples in
             for b in samples {
-                var acc = [SIMD8<Float>](repeating: SIMD8(), count: c / 8)
+                // ds[b] first holds sum_p dOut * x, then the gradient through the sigmoid.
+                let acc = ds + b * c
+                for j in 0..<c { acc[j] = 0 }
                 for p in 0..<hw {
                     let r = (b * hw + p) * c
-                    for j in 0..<(c / 8) { acc[j] = fma8(acc[j], ld8(dOut + r + 8 * j), ld8(x + r + 8 * j)) }
+                    var j = 0
+                    while j < c { st8(acc + j, fma8(ld8(acc + j), ld8(dOut + r + j), ld8(x + r + j))); j += 8 }
                 }
-                for j in 0..<(c / 8) {
-                    for l in 0..<8 {
-                        let sv = s[b * c + 8 * j + l]
-                        ds[b * c + 8 * j + l] = acc[j][l] * sv * (1 - sv)
-                    }
-                }
+                for j in 0..<c { let sv = s[b * c + j]; acc[j] = acc[j] * sv * (1 - sv) }
             }
         }
         fc2.backward(x: hidden.pointer, dY: ds, dX: dHidden.pointer, rows: g.batch)
