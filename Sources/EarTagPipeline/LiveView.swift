@@ -10,7 +10,7 @@ public final class LiveView: ListenObserver {
     /// Labels shown (the best scores of the last window).
     public let rows: Int
     private let fd: Int32
-    /// Display names, cut or padded to `nameWidth` bytes, encoded once.
+    /// Display names, cut or padded to `nameWidth` columns, encoded once.
     private let names: [[UInt8]]
     /// Whether each label is between its start and end event.
     private var active: [Bool]
@@ -34,10 +34,13 @@ public final class LiveView: ListenObserver {
         self.rows = max(1, min(rows, labels.count))
         self.fd = fd
         names = labels.map { l in
-            var b = Array(l.displayName.utf8.prefix(Self.nameWidth))
-            while let last = b.last, last & 0xC0 == 0x80 { b.removeLast() }  // no cut UTF-8 sequence
-            if let last = b.last, last >= 0xC0 { b.removeLast() }
-            return b + [UInt8](repeating: 32, count: max(0, Self.nameWidth - b.count))
+            // Whole scalars only, one column each, padded to the column width.
+            var b: [UInt8] = [], columns = 0
+            for u in l.displayName.unicodeScalars.prefix(Self.nameWidth) {
+                b += Array(String(u).utf8)
+                columns += 1
+            }
+            return b + [UInt8](repeating: 32, count: Self.nameWidth - columns)
         }
         active = [Bool](repeating: false, count: labels.count)
         best = [Int](repeating: 0, count: self.rows)
