@@ -8,27 +8,8 @@ import EarTagTestSupport
 final class MetricsCommandTests: CLITestCase {
     /// The body of `GET /metrics` from 127.0.0.1:`port` (nil when nothing answers).
     func scrape(port: Int) -> String? {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(s) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(port).bigEndian)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else { return nil }
-        let request = Array("GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
-        _ = request.withUnsafeBytes { send(s, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = recv(s, &chunk, chunk.count, 0)
-            if n <= 0 { break }
-            response += chunk[0..<n]
-        }
-        let text = String(decoding: response, as: UTF8.self)
-        guard text.hasPrefix("HTTP/1.1 200 OK\r\n"), let split = text.range(of: "\r\n\r\n") else { return nil }
+        guard let text = httpExchange(port: port, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+              text.hasPrefix("HTTP/1.1 200 OK\r\n"), let split = text.range(of: "\r\n\r\n") else { return nil }
         return String(text[split.upperBound...])
     }
 
@@ -113,18 +94,9 @@ final class MetricsCommandTests: CLITestCase {
     func testBadMetricsSettingsAreOneLineErrors() throws {
         let model = try importedModel()
         let speech = try Reference.path("audio/speech.wav")
-        let busy = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(busy) }
         let port = try freeLoopbackPort()
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(port).bigEndian)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(busy, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(bound, 0)
-        XCTAssertEqual(listen(busy, 1), 0)
+        let busy = try XCTUnwrap(listenLoopback(port: port))
+        defer { close(busy) }
         for (args, subject) in [(["--metrics", "nonsense"], "--metrics 'nonsense'"),
                                 (["--metrics", "127.0.0.1:70000"], "invalid port"),
                                 (["--metrics", "0.0.0.0:9464"], "not a loopback address"),

@@ -119,6 +119,17 @@ final class MqttCommandTests: CLITestCase {
     override func setUpWithError() throws { dir = try makeTemporaryDirectory("eartag-mqtt") }
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
+    /// A started broker and a subscriber recording `filters` on it, both stopped at the end of the test.
+    func brokerAndSubscriber(_ filters: [String], clientId: String? = nil) throws -> (Mosquitto, MosquittoSubscriber) {
+        let broker = try Mosquitto(directory: dir)
+        try broker.start()
+        addTeardownBlock { broker.stop() }
+        let sub = try clientId.map { try MosquittoSubscriber(broker: broker, filters: filters, clientId: $0) }
+            ?? MosquittoSubscriber(broker: broker, filters: filters)
+        addTeardownBlock { sub.stop() }
+        return (broker, sub)
+    }
+
     /// The start/end lines of jsonl output, in order.
     func eventLines(_ stdout: [String]) -> [String] {
         stdout.filter { ["start", "end"].contains(jsonObject($0)?["type"] as? String ?? "") }
@@ -169,11 +180,7 @@ final class MqttCommandTests: CLITestCase {
     /// per-label states follow the events; the allow list's sensors are announced up front, retained.
     func testEventsStatesAndDiscoveryReachTheBroker() throws {
         let model = try importedModel()
-        let broker = try Mosquitto(directory: dir)
-        try broker.start()
-        defer { broker.stop() }
-        let sub = try MosquittoSubscriber(broker: broker, filters: ["eartag/#", "homeassistant/#"])
-        defer { sub.stop() }
+        let (broker, sub) = try brokerAndSubscriber(["eartag/#", "homeassistant/#"])
         let r = try run(["listen", try Reference.path("audio/speech.wav"), "--model", model, "--window", "5",
                          "--format", "jsonl", "--labels", "Speech,Music,Typing",
                          "--mqtt", "mqtt://127.0.0.1:\(broker.port)", "--mqtt-source", "cli-test"])
@@ -213,11 +220,7 @@ final class MqttCommandTests: CLITestCase {
     /// Without an allow list, a label's sensor is announced when it first starts, before its first ON.
     func testDiscoveryFollowsFiringLabelsWithoutAllowList() throws {
         let model = try importedModel()
-        let broker = try Mosquitto(directory: dir)
-        try broker.start()
-        defer { broker.stop() }
-        let sub = try MosquittoSubscriber(broker: broker, filters: ["eartag/#", "homeassistant/#"])
-        defer { sub.stop() }
+        let (broker, sub) = try brokerAndSubscriber(["eartag/#", "homeassistant/#"])
         let r = try run(["listen", try Reference.path("audio/metro_station-paris.wav"), "--model", model, "--window", "5",
                          "--format", "jsonl", "--mqtt", "mqtt://127.0.0.1:\(broker.port)", "--mqtt-source", "lazy"])
         XCTAssertEqual(r.status, 0, r.stderr)
@@ -242,11 +245,7 @@ final class MqttCommandTests: CLITestCase {
     /// records stay continuous and each is written within a second of its audio arriving (stdin fed in real time).
     func testBrokerOutageLosesNoQueuedEventAndNeverStallsAudio() throws {
         let model = try importedModel()
-        let broker = try Mosquitto(directory: dir)
-        try broker.start()
-        defer { broker.stop() }
-        let sub = try MosquittoSubscriber(broker: broker, filters: ["eartag/outage/events"], clientId: "outage-sub")
-        defer { sub.stop() }
+        let (broker, sub) = try brokerAndSubscriber(["eartag/outage/events"], clientId: "outage-sub")
         let audio = try pcm16(["speech", "music"])
         let listener = try ListenProcess(Self.binary, [
             "listen", "--stdin", "--model", model, "--window", "5", "--hop", "1", "--windows", "--format", "jsonl",
@@ -287,11 +286,7 @@ final class MqttCommandTests: CLITestCase {
     /// SIGKILL: the broker publishes the retained last will, `offline`, on the availability topic.
     func testSIGKILLMakesTheBrokerPublishTheLastWill() throws {
         let model = try importedModel()
-        let broker = try Mosquitto(directory: dir)
-        try broker.start()
-        defer { broker.stop() }
-        let sub = try MosquittoSubscriber(broker: broker, filters: ["eartag/killed/availability"])
-        defer { sub.stop() }
+        let (broker, sub) = try brokerAndSubscriber(["eartag/killed/availability"])
         let listener = try ListenProcess(Self.binary, [
             "listen", "--stdin", "--model", model, "--mqtt", "mqtt://127.0.0.1:\(broker.port)", "--mqtt-source", "killed"])
         XCTAssertTrue(sub.wait(timeout: 10) { $0.map(\.payload) == ["online"] }, "\(sub.received) \(listener.stderr)")

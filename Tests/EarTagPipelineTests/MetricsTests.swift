@@ -89,29 +89,6 @@ final class MetricsTests: XCTestCase {
         }
     }
 
-    /// Sends `request` to the server and returns the whole response.
-    func httpExchange(port: Int, _ request: String) throws -> String {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(s) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(port).bigEndian)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        XCTAssertEqual(rc, 0)
-        _ = Array(request.utf8).withUnsafeBytes { send(s, $0.baseAddress, $0.count, 0) }
-        var response: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = recv(s, &chunk, chunk.count, 0)
-            if n <= 0 { break }
-            response += chunk[0..<n]
-        }
-        return String(decoding: response, as: UTF8.self)
-    }
-
     /// GET /metrics gets the exposition text with its content type and length; other paths and methods do not.
     func testEndpointServesMetricsOnly() throws {
         let m = ListenMetrics(labels: labels, version: "0.1.0", model: "m")
@@ -119,17 +96,17 @@ final class MetricsTests: XCTestCase {
         server.start()
         defer { server.stop() }
         window(m, inference: 0.01)
-        let ok = try httpExchange(port: server.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        let ok = try XCTUnwrap(httpExchange(port: server.port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"))
         XCTAssertTrue(ok.hasPrefix("HTTP/1.1 200 OK\r\n"), ok)
         XCTAssertTrue(ok.contains("Content-Type: text/plain; version=0.0.4"), ok)
         let parts = ok.components(separatedBy: "\r\n\r\n")
         XCTAssertEqual(parts.count, 2)
         XCTAssertTrue(ok.contains("Content-Length: \(parts[1].utf8.count)\r\n"))
         XCTAssertEqual(try PrometheusText(parts[1]).value("eartag_windows_processed_total"), 1)
-        XCTAssertTrue(try httpExchange(port: server.port, "GET / HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 404"))
-        XCTAssertTrue(try httpExchange(port: server.port, "POST /metrics HTTP/1.1\r\n\r\n").hasPrefix("HTTP/1.1 405"))
-        XCTAssertTrue(try httpExchange(port: server.port, "garbage\r\n\r\n").hasPrefix("HTTP/1.1 400"))
-        let head = try httpExchange(port: server.port, "HEAD /metrics HTTP/1.1\r\n\r\n")
+        XCTAssertTrue(try XCTUnwrap(httpExchange(port: server.port, "GET / HTTP/1.1\r\n\r\n")).hasPrefix("HTTP/1.1 404"))
+        XCTAssertTrue(try XCTUnwrap(httpExchange(port: server.port, "POST /metrics HTTP/1.1\r\n\r\n")).hasPrefix("HTTP/1.1 405"))
+        XCTAssertTrue(try XCTUnwrap(httpExchange(port: server.port, "garbage\r\n\r\n")).hasPrefix("HTTP/1.1 400"))
+        let head = try XCTUnwrap(httpExchange(port: server.port, "HEAD /metrics HTTP/1.1\r\n\r\n"))
         XCTAssertTrue(head.hasSuffix("\r\n\r\n"), "HEAD has no body")
     }
 

@@ -12,17 +12,8 @@ final class ScriptedBroker {
     /// Listens on 127.0.0.1:`port` (a free one when nil).
     init(port: Int? = nil) throws {
         self.port = try port ?? freeLoopbackPort()
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(self.port).bigEndian)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &a) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard ok == 0, listen(fd, 4) == 0 else { throw XCTSkip("cannot listen on \(self.port)") }
+        guard let s = listenLoopback(port: self.port) else { throw XCTSkip("cannot listen on \(self.port)") }
+        fd = s
     }
 
     deinit { close(fd) }
@@ -108,6 +99,17 @@ final class LogLines: @unchecked Sendable {
 }
 
 final class MqttClientTests: XCTestCase {
+    /// A started client for a broker on `port` and its captured log; closed at the end of the test.
+    func startedClient(_ port: Int, keepAlive: Int? = nil) throws -> (MqttClient, LogLines) {
+        let log = LogLines()
+        var s = try settings(port)
+        if let keepAlive { s.keepAliveSeconds = keepAlive }
+        let client = MqttClient(settings: s) { log.add($1) }
+        client.start()
+        addTeardownBlock { client.close() }
+        return (client, log)
+    }
+
     /// Settings for a broker on `port` with fast reconnects.
     func settings(_ port: Int, queue: Int = 1000) throws -> MqttSettings {
         var s = try MqttSettings(url: "mqtt://user:pw@127.0.0.1:\(port)", source: "test", queueCapacity: queue)
@@ -121,10 +123,7 @@ final class MqttClientTests: XCTestCase {
     /// after the connection drops, and the queue depth returns to 0 once everything is acknowledged.
     func testWillAndDuplicateRedeliveryAfterReconnect() throws {
         let broker = try ScriptedBroker()
-        let log = LogLines()
-        let client = MqttClient(settings: try settings(broker.port)) { log.add($1) }
-        client.start()
-        defer { client.close() }
+        let (client, log) = try startedClient(broker.port)
         var first: ScriptedBroker.Connection? = try XCTUnwrap(broker.accept())
         let connect = try XCTUnwrap(first?.acceptConnect())
         XCTAssertEqual(connect[7], 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02, "user, password, retained QoS 1 will, clean")
@@ -184,10 +183,7 @@ final class MqttClientTests: XCTestCase {
     /// A malformed CONNACK is refused: the client logs it, drops the connection and reconnects.
     func testMalformedConnackIsRefused() throws {
         let broker = try ScriptedBroker()
-        let log = LogLines()
-        let client = MqttClient(settings: try settings(broker.port)) { log.add($1) }
-        client.start()
-        defer { client.close() }
+        let (client, log) = try startedClient(broker.port)
         let bad = try XCTUnwrap(broker.accept())
         XCTAssertNotNil(bad.read())
         bad.send([0x20, 3, 0, 0, 0])
@@ -201,10 +197,7 @@ final class MqttClientTests: XCTestCase {
     /// A refused CONNACK (bad credentials) is reported with its reason.
     func testRefusedConnectionIsReported() throws {
         let broker = try ScriptedBroker()
-        let log = LogLines()
-        let client = MqttClient(settings: try settings(broker.port)) { log.add($1) }
-        client.start()
-        defer { client.close() }
+        let (_, log) = try startedClient(broker.port)
         let c = try XCTUnwrap(broker.accept())
         XCTAssertNotNil(c.read())
         c.send([0x20, 2, 0, 4])
@@ -245,11 +238,7 @@ final class MqttClientTests: XCTestCase {
     /// Keep-alive: an idle connection sends PINGREQ; no PINGRESP within the keep-alive drops it and reconnects.
     func testKeepAlivePingAndTimeout() throws {
         let broker = try ScriptedBroker()
-        var s = try settings(broker.port)
-        s.keepAliveSeconds = 1
-        let client = MqttClient(settings: s) { _, _ in }
-        client.start()
-        defer { client.close() }
+        _ = try startedClient(broker.port, keepAlive: 1)
         let c = try XCTUnwrap(broker.accept())
         XCTAssertNotNil(c.acceptConnect())
         let birth = try XCTUnwrap(c.readPublish())

@@ -6,9 +6,7 @@ import XCTest
 public func freeLoopbackPort() throws -> Int {
     let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     defer { close(s) }
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var a = loopbackAddress(0)
     var len = socklen_t(MemoryLayout<sockaddr_in>.size)
     let ok = withUnsafeMutablePointer(to: &a) { p in
         p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, len) == 0 && getsockname(s, $0, &len) == 0 }
@@ -19,15 +17,9 @@ public func freeLoopbackPort() throws -> Int {
 
 /// True when a TCP connection to 127.0.0.1:`port` succeeds.
 public func canConnect(port: Int) -> Bool {
-    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(s) }
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_port = in_port_t(UInt16(port).bigEndian)
-    a.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &a) { p in
-        p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
+    guard let s = connectLoopback(port: port) else { return false }
+    close(s)
+    return true
 }
 
 /// The path of a Debian mosquitto tool, or a skip (a failure under CI, where `make deps` must have installed it).
