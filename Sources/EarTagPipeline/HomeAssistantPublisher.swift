@@ -72,7 +72,6 @@ public final class HomeAssistantPublisher: ListenObserver {
         var fields: [(String, String)] = [
             ("name", jsonString(l.displayName)),
             ("unique_id", jsonString("\(nodeId)_\(slugs[label])")),
-            ("object_id", jsonString("\(nodeId)_\(slugs[label])")),
             ("state_topic", jsonString(stateTopic(label))),
             ("payload_on", "\"ON\""), ("payload_off", "\"OFF\""),
             ("availability_topic", jsonString(s.availabilityTopic)),
