@@ -41,6 +41,8 @@ public final class MqttClient: @unchecked Sendable {
     private var pendingCount = 0
     /// Set once `close` was called.
     private let stopping = ManagedAtomic<Bool>(false)
+    /// `close(drain: false)`: no time for the queue to drain.
+    private let skipDrain = ManagedAtomic<Bool>(false)
     /// Wakes the thread when a message is queued or the client is closed: a non-blocking pipe (read end polled).
     private let wakeFD: Int32
     /// The pipe's write end.
@@ -119,10 +121,11 @@ public final class MqttClient: @unchecked Sendable {
         wake()
     }
 
-    /// Stops the thread: waits up to `settings.drainSeconds` for queued messages to be delivered, publishes
-    /// `offline` and disconnects cleanly. Returns the number of messages that were never delivered.
+    /// Stops the thread: waits up to `settings.drainSeconds` (0 without `drain`) for queued messages to be
+    /// delivered, publishes `offline` and disconnects cleanly. Returns the number of messages never delivered.
     @discardableResult
-    public func close() -> Int {
+    public func close(drain: Bool = true) -> Int {
+        skipDrain.store(!drain, ordering: .relaxed)
         guard thread != nil, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return 0 }
         wake()
         finished.wait()
@@ -166,7 +169,7 @@ public final class MqttClient: @unchecked Sendable {
         var failureLogged = false
         while true {
             if stopping.load(ordering: .acquiring) {
-                if drainDeadline == 0 { drainDeadline = monotonicSeconds() + settings.drainSeconds }
+                if drainDeadline == 0 { startDrain() }
                 if isDrained || monotonicSeconds() >= drainDeadline { break }
             }
             do {
@@ -195,7 +198,7 @@ public final class MqttClient: @unchecked Sendable {
             backoff = min(backoff * 2, settings.maxBackoff)
             while monotonicSeconds() < until {
                 if stopping.load(ordering: .acquiring) {
-                    if drainDeadline == 0 { drainDeadline = monotonicSeconds() + settings.drainSeconds }
+                    if drainDeadline == 0 { startDrain() }
                     if monotonicSeconds() >= drainDeadline || isDrained { break }
                 }
                 var p = pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)
@@ -205,6 +208,11 @@ public final class MqttClient: @unchecked Sendable {
         }
         let lost = stats.queueDepth.load(ordering: .relaxed)
         if lost > 0 { log(.warning, "mqtt: \(lost) messages were never delivered (broker away at exit)") }
+    }
+
+    /// Sets the drain deadline when `close` was first noticed.
+    private func startDrain() {
+        drainDeadline = monotonicSeconds() + (skipDrain.load(ordering: .relaxed) ? 0 : settings.drainSeconds)
     }
 
     /// Bookkeeping after a CONNACK: counters and the outage summary.
@@ -262,7 +270,7 @@ public final class MqttClient: @unchecked Sendable {
             while true {
                 while inflight.count < Self.maxInflight, let m = takePending() { try transmit(m, on: c, counted: true) }
                 if stopping.load(ordering: .acquiring) {
-                    if drainDeadline == 0 { drainDeadline = monotonicSeconds() + settings.drainSeconds }
+                    if drainDeadline == 0 { startDrain() }
                     if isDrained || monotonicSeconds() >= drainDeadline {
                         try? c.send(MqttCodec.publish(MqttMessage(topic: will.topic, payload: will.payload, qos: 0, retain: true),
                                                               packetId: 0, dup: false))

@@ -206,8 +206,11 @@ struct Listen: ParsableCommand {
             runner.observers = outputs.observers
             runner.printsRecords = !view
             outputs.start()
-            defer { outputs.stop() }
-            return try runner.run(resolved.source)
+            var failed = true
+            defer { outputs.stop(drain: !failed) }
+            let status = try runner.run(resolved.source)
+            failed = false
+            return status
         }
         if status != 0 { throw ExitCode(status) }
     }
@@ -261,9 +264,10 @@ struct ListenOutputs {
         file?.start()
     }
 
-    /// Drains and stops the MQTT client, then the metrics (the file gets the final values).
-    func stop() {
-        client?.close()
+    /// Stops the MQTT client (after draining its queue unless the run failed), then the metrics (the file gets
+    /// the final values).
+    func stop(drain: Bool) {
+        client?.close(drain: drain)
         server?.stop()
         file?.stop()
     }

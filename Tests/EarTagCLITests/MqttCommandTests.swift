@@ -295,6 +295,17 @@ final class MqttCommandTests: CLITestCase {
         XCTAssertTrue(sub.wait(timeout: 10) { $0.map(\.payload) == ["online", "offline"] }, "\(sub.received)")
     }
 
+    /// A run that fails (here: a missing file) does not wait for an unreachable broker to drain the queue.
+    func testFailedRunDoesNotWaitForTheBroker() throws {
+        let model = try importedModel()
+        let missing = dir.appendingPathComponent("missing.wav").path
+        let began = Date()
+        let r = try run(["listen", missing, "--model", model, "--mqtt", "mqtt://127.0.0.1:\(try freeLoopbackPort())"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains(missing), r.stderr)
+        XCTAssertLessThan(Date().timeIntervalSince(began), 3, "no 5 s drain after a failure")
+    }
+
     /// Bad MQTT settings are one-line errors naming the value, before any audio is read.
     func testBadMqttSettingsAreOneLineErrors() throws {
         let model = try importedModel()

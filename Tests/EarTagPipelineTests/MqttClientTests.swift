@@ -235,6 +235,21 @@ final class MqttClientTests: XCTestCase {
         XCTAssertEqual(client.stats.queueDepth.load(ordering: .relaxed), 0)
     }
 
+    /// With the broker away, close() waits the drain time for it; close(drain: false) returns at once, and both
+    /// report the messages that were never delivered.
+    func testCloseWithoutBrokerReportsUndelivered() throws {
+        let port = try freeLoopbackPort()
+        for drain in [true, false] {
+            let client = MqttClient(settings: try settings(port)) { _, _ in }
+            client.start()
+            for i in 0..<3 { client.publish(MqttMessage(topic: "t", text: "m\(i)", qos: 1, retain: false)) }
+            let began = Date()
+            XCTAssertEqual(client.close(drain: drain), 3)
+            let took = Date().timeIntervalSince(began)
+            if drain { XCTAssertGreaterThan(took, 1.5, "waited for the broker") } else { XCTAssertLessThan(took, 1) }
+        }
+    }
+
     /// Keep-alive: an idle connection sends PINGREQ; no PINGRESP within the keep-alive drops it and reconnects.
     func testKeepAlivePingAndTimeout() throws {
         let broker = try ScriptedBroker()
