@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 # Debian packages the build and the tests need.
-DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-config sox
+DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-config sox mosquitto mosquitto-clients tmux
 REFERENCE ?= ../shared/reference
 # Model used by `make run`: the official checkpoint imported from the reference folder (never committed).
 RUN_MODEL ?= .build/models/mn04_as.safetensors

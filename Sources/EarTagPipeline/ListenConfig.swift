@@ -52,6 +52,26 @@ public struct ListenFileSettings: Equatable, Sendable {
     public var windows: Bool?
     /// `[output] top`: labels per window record.
     public var top: Int?
+    /// `[mqtt] url`: `mqtt://[USER[:PASSWORD]@]HOST[:PORT]` (checked when read).
+    public var mqttURL: String?
+    /// `[mqtt] client_id`.
+    public var mqttClientId: String?
+    /// `[mqtt] topic_prefix` (default `eartag`).
+    public var mqttTopicPrefix: String?
+    /// `[mqtt] source`: this listener's topic level (default the host name).
+    public var mqttSource: String?
+    /// `[mqtt] discovery_prefix` (default `homeassistant`).
+    public var mqttDiscoveryPrefix: String?
+    /// `[mqtt] queue`: messages held while the broker is away.
+    public var mqttQueue: Int?
+    /// `[metrics] listen`: `HOST:PORT` of the /metrics endpoint.
+    public var metricsListen: String?
+    /// `[metrics] allow_remote`: allow a non-loopback `listen` address.
+    public var metricsAllowRemote: Bool?
+    /// `[metrics] file`: textfile-collector output (relative to the configuration file).
+    public var metricsFile: String?
+    /// `[metrics] interval`: seconds between textfile writes.
+    public var metricsInterval: Double?
 
     /// No key set.
     public init() {}
@@ -86,6 +106,8 @@ public enum ListenConfig {
         "window": ["length", "hop", "min_dbfs"],
         "events": ["threshold", "off_threshold", "confirm", "hold", "cooldown", "labels", "exclude", "thresholds_file"],
         "output": ["format", "windows", "top"],
+        "mqtt": ["url", "client_id", "topic_prefix", "source", "discovery_prefix", "queue"],
+        "metrics": ["listen", "allow_remote", "file", "interval"],
     ]
 
     /// Reads and parses `path`; `labels` (the model's) checks label names when given.
@@ -126,6 +148,8 @@ public enum ListenConfig {
             case "model": try readModel(&reader, into: &s)
             case "window": try readWindow(&reader, into: &s)
             case "events": try readEvents(&reader, into: &s, labels: labels)
+            case "mqtt": try readMqtt(&reader, into: &s)
+            case "metrics": try readMetrics(&reader, into: &s)
             default: try readOutput(&reader, into: &s)
             }
         }
@@ -197,6 +221,35 @@ public enum ListenConfig {
                         throw r.error(key, String(describing: error))
                     }
                 }
+            }
+        }
+    }
+
+    /// `[mqtt]`: the URL and names are checked as the command line's are.
+    private static func readMqtt(_ r: inout Reader, into s: inout ListenFileSettings) throws {
+        s.mqttURL = try r.string("url", nonEmpty: true)
+        s.mqttClientId = try r.string("client_id", nonEmpty: true)
+        s.mqttTopicPrefix = try r.string("topic_prefix", nonEmpty: true)
+        s.mqttSource = try r.string("source", nonEmpty: true)
+        s.mqttDiscoveryPrefix = try r.string("discovery_prefix", nonEmpty: true)
+        s.mqttQueue = try r.int("queue", in: 64...1_000_000)
+        if let url = s.mqttURL {
+            do { _ = try MqttSettings(url: url, clientId: s.mqttClientId, topicPrefix: s.mqttTopicPrefix,
+                                      source: s.mqttSource, discoveryPrefix: s.mqttDiscoveryPrefix) } catch {
+                throw r.error("url", String(describing: error))
+            }
+        }
+    }
+
+    /// `[metrics]`.
+    private static func readMetrics(_ r: inout Reader, into s: inout ListenFileSettings) throws {
+        s.metricsListen = try r.string("listen", nonEmpty: true)
+        s.metricsAllowRemote = try r.bool("allow_remote")
+        s.metricsFile = try r.string("file", nonEmpty: true).map { r.resolve($0) }
+        s.metricsInterval = try r.number("interval", in: 0.1...86_400)
+        if let listen = s.metricsListen {
+            do { _ = try MetricsAddress(listen, allowRemote: s.metricsAllowRemote ?? false) } catch {
+                throw r.error("listen", String(describing: error))
             }
         }
     }

@@ -96,9 +96,25 @@ public final class ListenRunner {
         self.diagnostics = diagnostics
         self.notifier = notifier
         self.modelName = modelName
-        processor = try StreamProcessor(model: model, settings: settings, events: events) { [out] in
-            out.write(box.printer.render($0))
+        processor = try StreamProcessor(model: model, settings: settings, events: events) { [out] record in
+            if box.printing { out.write(box.printer.render(record)) }
+            for o in box.observers { o.record(record) }
         }
+    }
+
+    /// Outputs beside standard output (metrics, MQTT, live view); set before `run`.
+    public var observers: [ListenObserver] = [] {
+        didSet {
+            printBox.observers = observers
+            let all = observers
+            processor.onWindow = all.isEmpty ? nil : { stats, scores in for o in all { o.window(stats, scores: scores) } }
+        }
+    }
+
+    /// False to keep records off standard output (the live view owns the terminal).
+    public var printsRecords: Bool {
+        get { printBox.printing }
+        set { printBox.printing = newValue }
     }
 
     /// Runs the source to its end; returns the exit status (0 for a normal end, a signal or a closed stdout).
@@ -115,7 +131,7 @@ public final class ListenRunner {
                     let n = min(chunk, all.count - offset)
                     let began = monotonicSeconds()
                     processor.consume(UnsafeBufferPointer(rebasing: all[offset..<(offset + n)]))
-                    afterHop(busy: monotonicSeconds() - began, sourceName: path)
+                    afterHop(busy: monotonicSeconds() - began, sourceName: path, ring: nil)
                     offset += n
                 }
             }
@@ -135,6 +151,7 @@ public final class ListenRunner {
             pump(ring, sourceName: "stdin")
             if failure.load(ordering: .acquiring), let m = message.get() {
                 processor.finish()
+                for o in observers { o.finish() }
                 diagnostics(.error, m)
                 return 1
             }
@@ -157,12 +174,14 @@ public final class ListenRunner {
                 }
             }
             alsa.start()
-            pump(ring, sourceName: name, xruns: { alsa.xruns }, deaf: { deaf.load(ordering: .relaxed) })
+            pump(ring, sourceName: name, xruns: { alsa.xruns }, reconnects: { alsa.reconnects },
+                 deaf: { deaf.load(ordering: .relaxed) })
             _ = alsa.stop()
             if alsa.xruns > 0 { diagnostics(.warning, "\(name): \(alsa.xruns) overruns recovered") }
         }
         if stopRequested.load(ordering: .relaxed) { notifier.send("STOPPING=1") }
         processor.finish()
+        for o in observers { o.finish() }
         if droppedSamples > 0 {
             diagnostics(.warning, "dropped \(droppedSamples) samples (\(String(format: "%.2f", Double(droppedSamples) / 32000)) s) "
                         + "because processing fell behind")
@@ -175,7 +194,7 @@ public final class ListenRunner {
 
     /// Moves samples from the ring to the processor until the ring ends or the run should stop.
     private func pump(_ ring: SampleRing, sourceName: String, xruns: @escaping () -> Int? = { nil },
-                      deaf: @escaping () -> Bool = { false }) {
+                      reconnects: @escaping () -> Int = { 0 }, deaf: @escaping () -> Bool = { false }) {
         var buffer = [Float](repeating: 0, count: processor.hopSamples)
         buffer.withUnsafeMutableBufferPointer { buf in
             while !shouldStop {
@@ -188,7 +207,8 @@ public final class ListenRunner {
                     processor.consume(UnsafeBufferPointer(rebasing: buf[0..<r.count]))
                     busy = monotonicSeconds() - began
                 }
-                afterHop(busy: busy, sourceName: sourceName, xruns: xruns(), deaf: deaf())
+                afterHop(busy: busy, sourceName: sourceName, ring: ring, xruns: xruns(), reconnects: reconnects(),
+                         deaf: deaf())
                 if r.isEndOfStream && r.count == 0 { break }
             }
         }
@@ -196,11 +216,18 @@ public final class ListenRunner {
     }
 
     /// Between hops on the processing thread: readiness, watchdog pings, status and SIGHUP reloads.
-    private func afterHop(busy: Double, sourceName: String, xruns: Int? = nil, deaf: Bool = false) {
+    private func afterHop(busy: Double, sourceName: String, ring: SampleRing?, xruns: Int? = nil, reconnects: Int = 0,
+                          deaf: Bool = false) {
         // READY=1 follows the first samples that reached the processor. WATCHDOG=1 (at most every WatchdogSec/2)
         // needs samples consumed since the previous ping: consume() analyses every window they complete (gated
         // ones included), so a stalled source or a stuck engine stops the pings and a quiet room does not.
         service.busySeconds += busy
+        if !observers.isEmpty {
+            let hop = HopStats(samplesConsumed: processor.samplesConsumed, busySeconds: service.busySeconds,
+                               ringFill: ring?.fill ?? 0, ringCapacity: ring?.capacity ?? 0,
+                               droppedSamples: droppedSamples, xruns: xruns ?? 0, reconnects: reconnects, deaf: deaf)
+            for o in observers { o.hop(hop) }
+        }
         if reloadRequested.exchange(false, ordering: .relaxed) { applyReload() }
         guard notifier.isEnabled else { return }
         let now = monotonicSeconds()
@@ -279,9 +306,50 @@ nonisolated(unsafe) private var signalSources: [DispatchSourceSignal] = []
 final class PrinterBox {
     /// The current printer.
     var printer: StreamRecordPrinter
+    /// Records go to standard output.
+    var printing = true
+    /// Outputs that also see every record.
+    var observers: [ListenObserver] = []
 
     /// A box holding `printer`.
     init(_ printer: StreamRecordPrinter) { self.printer = printer }
+}
+
+/// An output of `eartag listen` beside standard output; every call is on the processing thread and must not block.
+public protocol ListenObserver: AnyObject {
+    /// After every analysed window, with its scores (valid only during the call).
+    func window(_ stats: WindowStats, scores: UnsafeBufferPointer<Float>)
+    /// Every record the processor emits (start/end events; windows when printed).
+    func record(_ record: StreamRecord)
+    /// After every hop of the processing loop.
+    func hop(_ stats: HopStats)
+    /// After the stream ended and the final events were emitted.
+    func finish()
+}
+
+/// The processing loop's state after one hop.
+public struct HopStats: Sendable {
+    /// Samples given to the processor so far.
+    public var samplesConsumed: Int64
+    /// Seconds spent processing so far.
+    public var busySeconds: Double
+    /// Samples waiting in the ring buffer (0 for files).
+    public var ringFill: Int
+    /// Ring buffer capacity in samples (0 for files).
+    public var ringCapacity: Int
+    /// Samples the live ring dropped so far.
+    public var droppedSamples: Int64
+    /// ALSA overruns recovered so far.
+    public var xruns: Int
+    /// ALSA device reopens so far.
+    public var reconnects: Int
+    /// Capture is deaf (device lost or silent).
+    public var deaf: Bool
+
+    /// Processing seconds per second of audio (0 before any audio).
+    public var realTimeFactor: Double {
+        samplesConsumed > 0 ? busySeconds / (Double(samplesConsumed) / 32000) : 0
+    }
 }
 
 /// Readiness, watchdog and status bookkeeping of the processing loop.

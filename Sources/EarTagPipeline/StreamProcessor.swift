@@ -62,6 +62,9 @@ public final class StreamProcessor {
     private var emittedWindow = false
     /// End (in samples) of the last window analysed.
     public private(set) var lastWindowEnd: Int64 = 0
+    /// Called after every analysed window (gated ones too) with its scores, on the processing thread; must not
+    /// block. Used by the metrics, the MQTT publisher and the live view.
+    public var onWindow: ((WindowStats, UnsafeBufferPointer<Float>) -> Void)?
 
     /// Validates the settings and prepares frontend, engine and detector for the model.
     public init(model: AnyModel, settings: StreamSettings, events: EventConfig?,
@@ -150,15 +153,17 @@ public final class StreamProcessor {
     /// Runs every full window the frontend has ready.
     private func analyseAvailableWindows() {
         while true {
+            let began = onWindow == nil ? 0 : monotonicSeconds()
             let info = mel.withUnsafeMutableBufferPointer { frontend.nextWindow(into: $0) }
             guard let info else { return }
-            analyse(start: info.start, end: info.end, frames: info.frames)
+            analyse(start: info.start, end: info.end, frames: info.frames, began: began)
         }
     }
 
     /// Gates, runs the engine on the mel in `mel`, updates events and emits records for one window.
-    private func analyse(start: Int64, end: Int64, frames: Int) {
+    private func analyse(start: Int64, end: Int64, frames: Int, began: Double = 0) {
         emittedWindow = true
+        var inferenceSeconds = 0.0
         lastWindowEnd = end
         windowsProcessed += 1
         let dbfs = level.windowDBFS(start: start, end: end)
@@ -166,6 +171,8 @@ public final class StreamProcessor {
         if skipped {
             windowsSkipped += 1
         } else {
+            let inferenceBegan = onWindow == nil ? 0 : monotonicSeconds()
+            defer { if onWindow != nil { inferenceSeconds = monotonicSeconds() - inferenceBegan } }
             mel.withUnsafeBufferPointer { m in
                 logits.withUnsafeMutableBufferPointer { l in
                     embedding.withUnsafeMutableBufferPointer { e in
@@ -181,10 +188,18 @@ public final class StreamProcessor {
             emit(.window(startSeconds: Double(start) / rate, endSeconds: Double(end) / rate,
                          scores: skipped ? [] : scores, levelDBFS: dbfs, skipped: skipped))
         }
-        guard let detector else { return }
-        let hop = Int64(min(hopSamples, Int(end - start)))
-        (skipped ? zeroScores : scores).withUnsafeBufferPointer { s in
-            detector.process(scores: s, windowStart: start, windowEnd: end, hop: hop) { handle($0) }
+        if let detector {
+            let hop = Int64(min(hopSamples, Int(end - start)))
+            (skipped ? zeroScores : scores).withUnsafeBufferPointer { s in
+                detector.process(scores: s, windowStart: start, windowEnd: end, hop: hop) { handle($0) }
+            }
+        }
+        if let onWindow {
+            let stats = WindowStats(startSample: start, endSample: end, levelDBFS: dbfs, skipped: skipped,
+                                    inferenceSeconds: inferenceSeconds,
+                                    analysisSeconds: began > 0 ? monotonicSeconds() - began : inferenceSeconds,
+                                    hopSeconds: Double(hopSamples) / rate)
+            (skipped ? zeroScores : scores).withUnsafeBufferPointer { onWindow(stats, $0) }
         }
     }
 
@@ -201,6 +216,24 @@ public final class StreamProcessor {
                       mean: e.mean, startSeconds: Double(eventStart[e.classIndex]) / rate))
         }
     }
+}
+
+/// One analysed window as observers see it (no allocation).
+public struct WindowStats: Sendable {
+    /// First sample of the window (stream time).
+    public var startSample: Int64
+    /// One past the last sample.
+    public var endSample: Int64
+    /// RMS level of the window in dBFS.
+    public var levelDBFS: Double
+    /// The level gate skipped inference (scores are all zero).
+    public var skipped: Bool
+    /// Seconds in the engine (0 when skipped).
+    public var inferenceSeconds: Double
+    /// Seconds from asking the frontend for the window to the end of its events (frontend + engine + events).
+    public var analysisSeconds: Double
+    /// The hop in seconds: a window whose analysis takes longer finished after the next one was due.
+    public var hopSeconds: Double
 }
 
 /// Tracks the energy of the stream in fixed blocks so any window's level is a sum over its blocks.

@@ -49,6 +49,22 @@ struct Listen: ParsableCommand {
     @Option(parsing: .unconditional, help: "Skip inference on windows quieter than this level (dBFS), e.g. -60.")
     var minDbfs: Double?
     @Option(help: "Threads for the engine (default 1).") var threads: Int?
+    @Option(help: "Publish events to an MQTT 3.1.1 broker: mqtt://[USER[:PASSWORD]@]HOST[:PORT] (no TLS).")
+    var mqtt: String?
+    @Option(help: "MQTT client id (default eartag-<source>).") var mqttClientId: String?
+    @Option(help: "MQTT topic prefix (default eartag).") var mqttPrefix: String?
+    @Option(help: "This listener's name in MQTT topics and Home Assistant (default the host name).")
+    var mqttSource: String?
+    @Option(help: "Home Assistant discovery prefix (default homeassistant).") var mqttDiscoveryPrefix: String?
+    @Option(help: "MQTT messages held while the broker is away (default 1000; the oldest unsent is dropped beyond).")
+    var mqttQueue: Int?
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (a loopback address, e.g. 127.0.0.1:9464).")
+    var metrics: String?
+    @Flag(help: "Allow --metrics on a non-loopback address.") var metricsAllowRemote = false
+    @Option(help: "Write the metrics atomically to this file (node_exporter's textfile collector).") var metricsFile: String?
+    @Option(help: "Seconds between --metrics-file writes (default 15).") var metricsInterval: Double?
+    @Flag(help: "Show a live terminal view (top labels with bars, level, real-time factor) instead of printing records.")
+    var view = false
 
     /// `K/N` parsed, or nil when malformed.
     static func parseConfirm(_ text: String) -> (Int, Int)? {
@@ -76,6 +92,10 @@ struct Listen: ParsableCommand {
         var hop: Double
         var minDBFS: Double?
         var threads: Int
+        var mqtt: MqttSettings?
+        var metrics: MetricsAddress?
+        var metricsFile: String?
+        var metricsInterval: Double
     }
 
     /// Command line over configuration file over defaults.
@@ -132,9 +152,19 @@ struct Listen: ParsableCommand {
             thresholdFile: thresholds ?? f.thresholdsFile, on: threshold ?? f.threshold ?? EventConfig.defaultOn,
             off: offThreshold ?? (threshold == nil ? f.offThreshold : nil), confirmHits: k, confirmWindows: n,
             hold: hold ?? f.hold ?? EventConfig.defaultHold, cooldown: cooldown ?? f.cooldown ?? EventConfig.defaultCooldown)
+        let mqttSettings = try (mqtt ?? f.mqttURL).map {
+            try MqttSettings(url: $0, clientId: mqttClientId ?? f.mqttClientId, topicPrefix: mqttPrefix ?? f.mqttTopicPrefix,
+                             source: mqttSource ?? f.mqttSource, discoveryPrefix: mqttDiscoveryPrefix ?? f.mqttDiscoveryPrefix,
+                             queueCapacity: mqttQueue ?? f.mqttQueue)
+        }
+        let metricsAddress = try (metrics ?? f.metricsListen).map {
+            try MetricsAddress($0, allowRemote: metricsAllowRemote || f.metricsAllowRemote == true)
+        }
         let restart = RestartKeys(source: sourceName, model: modelOptions.model ?? f.modelPath,
                                   window: settings.windowSeconds, hop: settings.hopSeconds, minDBFS: settings.minDBFS,
-                                  threads: settings.threads)
+                                  threads: settings.threads, mqtt: mqttSettings, metrics: metricsAddress,
+                                  metricsFile: metricsFile ?? f.metricsFile,
+                                  metricsInterval: metricsInterval ?? f.metricsInterval ?? 15)
         return Resolved(source: source, restart: restart, settings: settings, events: events,
                         format: format ?? f.format ?? .text, windows: settings.printWindows, top: top ?? f.top ?? 5)
     }
@@ -159,7 +189,8 @@ struct Listen: ParsableCommand {
                 runner.reload = {
                     let next = try self.resolve(try ListenConfig.load(path: config, labels: model.labels))
                     if next.restart != resolved.restart {
-                        throw StreamSettingsError(description: "\(config): source, model, window or threads changed; "
+                        throw StreamSettingsError(description: "\(config): source, model, window, threads, mqtt or metrics "
+                                                  + "changed; "
                                                   + "these need a restart (systemctl restart eartag)")
                     }
                     let events = try EventConfig(options: next.events, labels: model.labels,
@@ -169,7 +200,17 @@ struct Listen: ParsableCommand {
                         printWindows: next.windows)
                 }
             }
-            return try runner.run(resolved.source)
+            let outputs = try ListenOutputs(resolved.restart, model: model, events: events,
+                                            allowList: resolved.events.labels != nil, modelName: modelPath,
+                                            view: view ? (top ?? 10) : nil)
+            runner.observers = outputs.observers
+            runner.printsRecords = !view
+            outputs.start()
+            var failed = true
+            defer { outputs.stop(drain: !failed) }
+            let status = try runner.run(resolved.source)
+            failed = false
+            return status
         }
         if status != 0 { throw ExitCode(status) }
     }
@@ -184,5 +225,50 @@ struct Devices: ParsableCommand {
         let devices = try fail { try listCaptureDevices() }
         if devices.isEmpty { printError("no capture devices found") }
         for d in devices { emit("\(d.name)\t\(d.description)\n") }
+    }
+}
+
+/// The outputs beside standard output that the flags ask for: metrics (endpoint and file), MQTT, live view.
+struct ListenOutputs {
+    /// In call order: metrics, MQTT publisher, live view.
+    var observers: [ListenObserver] = []
+    private var client: MqttClient?
+    private var server: MetricsServer?
+    private var file: MetricsFileWriter?
+
+    /// Sets up every output (binding the metrics port, writing the metrics file once); errors are setup errors.
+    init(_ keys: Listen.RestartKeys, model: AnyModel, events: EventConfig, allowList: Bool, modelName: String,
+         view rows: Int?) throws {
+        let name = ((modelName as NSString).lastPathComponent as NSString).deletingPathExtension
+        let metrics = ListenMetrics(labels: model.labels, version: eartagVersion, model: name)
+        if let address = keys.metrics { server = try MetricsServer(address: address, render: metrics.render) }
+        if let path = keys.metricsFile {
+            file = try MetricsFileWriter(path: path, interval: keys.metricsInterval, render: metrics.render)
+        }
+        if server != nil || file != nil { observers.append(metrics) }
+        if let settings = keys.mqtt {
+            let c = MqttClient(settings: settings)
+            metrics.mqtt = c.stats
+            client = c
+            observers.append(HomeAssistantPublisher(client: c, labels: model.labels,
+                                                    allowList: allowList ? events.watchedClasses : nil,
+                                                    modelName: name, version: eartagVersion))
+        }
+        if let rows { observers.append(LiveView(labels: model.labels, rows: rows, title: "\(keys.source), model \(name)")) }
+    }
+
+    /// Starts the threads (MQTT connects, the metrics endpoint serves, the file is rewritten periodically).
+    func start() {
+        client?.start()
+        server?.start()
+        file?.start()
+    }
+
+    /// Stops the MQTT client (after draining its queue unless the run failed), then the metrics (the file gets
+    /// the final values).
+    func stop(drain: Bool) {
+        client?.close(drain: drain)
+        server?.stop()
+        file?.stop()
     }
 }
