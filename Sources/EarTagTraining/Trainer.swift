@@ -1,0 +1,324 @@
+// The training loop over a TrainingData corpus: epochs of shuffled batches, held-out evaluation (mAP and ROC-AUC
+// over classes), an atomic checkpoint (write, fsync, rename) and one metrics.jsonl line per epoch, resumable.
+// ref: EfficientAT ex_audioset.py (epoch loop, lr schedule per epoch, validation mAP / ROC-AUC via
+// sklearn average_precision_score / roc_auc_score per class, averaged over classes).
+import EarTagModel
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Settings of a training run.
+public struct TrainerSettings: Sendable {
+    public var epochs = 10
+    public var batchSize = 8
+    /// Samples per clip (10 s at 32 kHz, what the teacher saw); longer clips are cut, shorter ones tiled.
+    public var clipSamples = 320_000
+    public var learningRate = 1e-3
+    public var schedule: LearningRateSchedule? = LearningRateSchedule()
+    public var variant: AdamOptimizer.Variant = .adam
+    public var weightDecay = 0.0
+    public var loss = DistillationLoss()
+    public var augmentation = AugmentationSettings()
+    public var seed: UInt64 = 0
+    /// Folder for checkpoint.safetensors, metrics.jsonl and model.safetensors.
+    public var outputDirectory: String
+
+    /// Settings writing into `outputDirectory`.
+    public init(outputDirectory: String) { self.outputDirectory = outputDirectory }
+}
+
+/// One line of metrics.jsonl.
+public struct EpochMetrics: Codable, Sendable, Equatable {
+    public var epoch: Int
+    public var train_loss: Double
+    public var val_loss: Double?
+    public var val_map: Double?
+    public var val_auc: Double?
+    public var learning_rate: Double
+    public var skipped_clips: Int
+}
+
+/// Why training stopped.
+public enum TrainerError: Error, CustomStringConvertible {
+    case data(String)
+    case io(path: String, reason: String)
+
+    /// One-line message naming the culprit.
+    public var description: String {
+        switch self {
+        case .data(let m): return "training data: \(m)"
+        case .io(let p, let r): return "\(p): \(r)"
+        }
+    }
+}
+
+/// Mean over classes of average precision (classes without a positive skipped) and of ROC-AUC (classes without
+/// both a positive and a negative skipped); scores and targets are [clips][classes], a target > 0.5 is positive.
+/// ref: sklearn average_precision_score (step-wise precision at each positive, ties sorted together) and
+/// roc_auc_score (Mann-Whitney with half credit for ties).
+public func meanAveragePrecisionAndAUC(scores: [Float], targets: [Float], classes: Int) -> (map: Double?, auc: Double?) {
+    let n = classes > 0 ? scores.count / classes : 0
+    var aps: [Double] = [], aucs: [Double] = []
+    for k in 0..<classes {
+        let pairs = (0..<n).map { (scores[$0 * classes + k], targets[$0 * classes + k] > 0.5) }
+        let positives = pairs.filter(\.1).count
+        if positives == 0 { continue }
+        let sorted = pairs.sorted { $0.0 > $1.0 }
+        // Average precision over distinct thresholds.
+        var tp = 0, fp = 0, ap = 0.0, i = 0
+        while i < sorted.count {
+            var j = i, newTP = 0
+            while j < sorted.count && sorted[j].0 == sorted[i].0 { if sorted[j].1 { newTP += 1 } else { fp += 1 }; j += 1 }
+            tp += newTP
+            if newTP > 0 { ap += Double(newTP) / Double(positives) * Double(tp) / Double(tp + fp) }
+            i = j
+        }
+        aps.append(ap)
+        let negatives = n - positives
+        if negatives == 0 { continue }
+        var wins = 0.0
+        for (sp, p) in pairs where p {
+            for (sn, q) in pairs where !q { wins += sp > sn ? 1 : (sp == sn ? 0.5 : 0) }
+        }
+        aucs.append(wins / Double(positives * negatives))
+    }
+    return (aps.isEmpty ? nil : aps.reduce(0, +) / Double(aps.count),
+            aucs.isEmpty ? nil : aucs.reduce(0, +) / Double(aucs.count))
+}
+
+/// Writes `bytes` to `path` durably: a temporary file beside it, fsync, rename over, fsync of the folder.
+/// A failure (disk full) leaves the previous file intact.
+public func writeDurably(_ bytes: [UInt8], to path: String) throws {
+    let tmp = path + ".tmp"
+    let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    guard fd >= 0 else { throw TrainerError.io(path: tmp, reason: String(cString: strerror(errno))) }
+    var written = 0
+    let ok = bytes.withUnsafeBytes { raw -> Bool in
+        while written < raw.count {
+            let r = write(fd, raw.baseAddress! + written, raw.count - written)
+            if r <= 0 { return false }
+            written += r
+        }
+        return fsync(fd) == 0
+    }
+    let reason = ok ? "" : String(cString: strerror(errno))
+    close(fd)
+    guard ok else { unlink(tmp); throw TrainerError.io(path: tmp, reason: reason) }
+    guard rename(tmp, path) == 0 else {
+        let r = String(cString: strerror(errno))
+        unlink(tmp)
+        throw TrainerError.io(path: path, reason: r)
+    }
+    let dir = open(URL(fileURLWithPath: path).deletingLastPathComponent().path, O_RDONLY)
+    if dir >= 0 { fsync(dir); close(dir) }
+}
+
+/// Trains a student on a corpus, epoch by epoch.
+public final class Trainer {
+    public let student: Student
+    public let data: TrainingData
+    public let settings: TrainerSettings
+    public let optimizer: AdamOptimizer
+    private let runner: TrainingStepRunner
+    /// Receives warnings (skipped clips) and one progress line per epoch.
+    public var log: (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+    /// Labels written into the exported model.
+    public var labels: [Label]
+
+    /// A trainer; the data's class count must equal the student's.
+    public init(student: Student, data: TrainingData, settings: TrainerSettings) throws {
+        guard data.classCount == student.architecture.numClasses else {
+            throw TrainerError.data("\(data.classCount) classes in the corpus, the student has "
+                                    + "\(student.architecture.numClasses)")
+        }
+        guard settings.batchSize >= 2 else { throw TrainerError.data("batch size must be at least 2") }
+        guard data.count(.train) >= 2 else { throw TrainerError.data("fewer than 2 training clips") }
+        self.student = student
+        self.data = data
+        self.settings = settings
+        optimizer = AdamOptimizer(parameters: student.parameters, variant: settings.variant,
+                                  learningRate: settings.learningRate, weightDecay: settings.weightDecay)
+        runner = TrainingStepRunner(student: student, optimizer: optimizer,
+                                    frontend: try TrainingFrontend(augmentation: settings.augmentation),
+                                    loss: settings.loss, seed: settings.seed)
+        labels = (0..<data.classCount).map { Label(index: $0, mid: "", displayName: "class_\($0)") }
+    }
+
+    private var checkpointPath: String { settings.outputDirectory + "/checkpoint.safetensors" }
+    private var metricsPath: String { settings.outputDirectory + "/metrics.jsonl" }
+    /// The final float model's path.
+    public var modelPath: String { settings.outputDirectory + "/model.safetensors" }
+
+    /// Loads an example, or logs a warning naming it and returns nil.
+    private func load(_ split: DataSplit, _ i: Int) -> TrainingExample? {
+        do { return try data.example(split, i) } catch {
+            log("warning: skipping \(split.rawValue) clip \(i): \(error)")
+            return nil
+        }
+    }
+
+    /// Runs the remaining epochs (all of them, or those after the checkpoint when `resume`); returns every
+    /// epoch's metrics, including the resumed ones read back from metrics.jsonl.
+    @discardableResult
+    public func run(resume: Bool = false) throws -> [EpochMetrics] {
+        try FileManager.default.createDirectory(atPath: settings.outputDirectory, withIntermediateDirectories: true)
+        var history: [EpochMetrics] = []
+        var start = 0
+        if resume, FileManager.default.fileExists(atPath: checkpointPath) {
+            start = try restoreCheckpoint()
+            history = try readMetrics().filter { $0.epoch <= start }  // epochs are 1-based
+        }
+        for epoch in start..<settings.epochs {
+            let m = try trainEpoch(epoch)
+            history.append(m)
+            try saveCheckpoint(epoch: epoch + 1)
+            let lines = history.map { line(of: $0) }.joined()
+            try writeDurably(Array(lines.utf8), to: metricsPath)
+            log(String(format: "epoch %d: train_loss %.5f val_loss %@ val_map %@", epoch + 1, m.train_loss,
+                       m.val_loss.map { String(format: "%.5f", $0) } ?? "-",
+                       m.val_map.map { String(format: "%.4f", $0) } ?? "-"))
+        }
+        student.training = false
+        let model = student.exportModel(name: "student", labels: labels)
+        try writeDurably(try modelBytes(model), to: modelPath)
+        return history
+    }
+
+    /// One JSON line of metrics.
+    private func line(of m: EpochMetrics) -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? enc.encode(m)) ?? Data("{}".utf8), as: UTF8.self) + "\n"
+    }
+
+    /// metrics.jsonl as written so far.
+    private func readMetrics() throws -> [EpochMetrics] {
+        guard let d = FileManager.default.contents(atPath: metricsPath) else { return [] }
+        return try String(decoding: d, as: UTF8.self).split(separator: "\n").map {
+            try JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8))
+        }
+    }
+
+    /// Trains one epoch and evaluates on the validation split.
+    private func trainEpoch(_ epoch: Int) throws -> EpochMetrics {
+        var rng = TrainingRandom(seed: settings.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        runner.reseed(rng.next())
+        student.reseedDropout(rng.next())
+        let lr = settings.learningRate * (settings.schedule?.factor(epoch: Double(epoch)) ?? 1)
+        optimizer.learningRate = lr
+        var order = Array(0..<data.count(.train))
+        for i in stride(from: order.count - 1, to: 0, by: -1) { order.swapAt(i, randomInt(i + 1, &rng)) }
+        var lossSum = 0.0, batches = 0, skipped = 0
+        var start = 0
+        student.training = true
+        while start < order.count {
+            let ids = order[start..<min(order.count, start + settings.batchSize)]
+            start += settings.batchSize
+            var waves: [[Float]] = [], labels: [[Float]] = [], teacher: [[Float]] = []
+            var haveLabels = true, haveTeacher = true
+            for i in ids {
+                guard let e = load(.train, i) else { skipped += 1; continue }
+                let offset = e.waveform.count > settings.clipSamples
+                    ? randomInt(e.waveform.count - settings.clipSamples + 1, &rng) : 0
+                waves.append(fitClip(e.waveform, length: settings.clipSamples, offset: offset))
+                if let l = e.labels { labels.append(l) } else { haveLabels = false }
+                if let t = e.teacherLogits { teacher.append(t) } else { haveTeacher = false }
+            }
+            guard waves.count >= 2 else { continue }  // BatchNorm needs two clips
+            let r = try runner.step(waveforms: waves, labels: haveLabels ? labels : nil,
+                                    teacherLogits: haveTeacher ? teacher : nil)
+            lossSum += r.loss
+            batches += 1
+        }
+        guard batches > 0 else { throw TrainerError.data("no batch of two readable training clips in epoch \(epoch + 1)") }
+        let (valLoss, map, auc) = try evaluate()
+        return EpochMetrics(epoch: epoch + 1, train_loss: lossSum / Double(batches), val_loss: valLoss, val_map: map,
+                            val_auc: auc, learning_rate: lr, skipped_clips: skipped)
+    }
+
+    /// Eval-mode loss, mAP and ROC-AUC on the validation split (against labels when given, else the teacher's
+    /// sigmoid(logits / T) > 0.5).
+    public func evaluate() throws -> (loss: Double?, map: Double?, auc: Double?) {
+        let n = data.count(.validation), k = data.classCount
+        guard n > 0 else { return (nil, nil, nil) }
+        student.training = false
+        defer { student.training = true }
+        var scores: [Float] = [], targets: [Float] = [], lossSum = 0.0, counted = 0
+        var i = 0
+        while i < n {
+            var waves: [[Float]] = [], labels: [[Float]] = [], teacher: [[Float]] = []
+            var haveLabels = true, haveTeacher = true
+            for j in i..<min(n, i + settings.batchSize) {
+                guard let e = load(.validation, j) else { continue }
+                waves.append(fitClip(e.waveform, length: settings.clipSamples))
+                if let l = e.labels { labels.append(l) } else { haveLabels = false }
+                if let t = e.teacherLogits { teacher.append(t) } else { haveTeacher = false }
+            }
+            i += settings.batchSize
+            guard !waves.isEmpty else { continue }
+            let (mels, frames) = try runner.mels(waves, training: false)
+            let logits = try student.forward(mels: mels, batch: waves.count, mels: runner.frontend.settings.nMels,
+                                             frames: frames)
+            let y = haveLabels ? Array(labels.joined()) : nil
+            let t = haveTeacher ? Array(teacher.joined()) : nil
+            if y != nil || t != nil {
+                lossSum += try settings.loss.evaluate(logits: logits, labels: y, teacherLogits: t).loss * Double(waves.count)
+                counted += waves.count
+            }
+            scores += logits
+            if let y { targets += y } else if let t { targets += settings.loss.teacherProbabilities(t) } else {
+                targets += [Float](repeating: 0, count: logits.count)
+            }
+        }
+        let (map, auc) = meanAveragePrecisionAndAUC(scores: scores, targets: targets, classes: k)
+        return (counted > 0 ? lossSum / Double(counted) : nil, map, auc)
+    }
+
+    /// The float model file's bytes.
+    private func modelBytes(_ model: FloatModel) throws -> [UInt8] {
+        let tmp = NSTemporaryDirectory() + "eartag-model-\(UUID().uuidString).safetensors"
+        defer { unlink(tmp) }
+        try ModelFile.save(model, to: tmp)
+        guard let d = FileManager.default.contents(atPath: tmp) else {
+            throw TrainerError.io(path: tmp, reason: "cannot read back the model")
+        }
+        return [UInt8](d)
+    }
+
+    /// Writes checkpoint.safetensors: the state dict, Adam's moments and step, the next epoch.
+    private func saveCheckpoint(epoch: Int) throws {
+        var tensors = student.stateDict().mapValues { SafetensorsTensor(float32: $0) }
+        for (name, mv) in optimizer.moments() {
+            tensors["adam.m." + name] = SafetensorsTensor(float32: Tensor(shape: [mv.m.count], data: mv.m))
+            tensors["adam.v." + name] = SafetensorsTensor(float32: Tensor(shape: [mv.v.count], data: mv.v))
+        }
+        let file = SafetensorsFile(metadata: ["format": "eartag.checkpoint.v1", "epoch": "\(epoch)",
+                                              "adam_step": "\(optimizer.step)"], tensors: tensors)
+        try writeDurably(file.serialized(), to: checkpointPath)
+    }
+
+    /// Restores the student and Adam from the checkpoint; returns the epoch to continue with.
+    private func restoreCheckpoint() throws -> Int {
+        let file = try SafetensorsFile.read(path: checkpointPath)
+        guard file.metadata["format"] == "eartag.checkpoint.v1", let epoch = Int(file.metadata["epoch"] ?? ""),
+              let step = Int(file.metadata["adam_step"] ?? "") else {
+            throw TrainerError.io(path: checkpointPath, reason: "not an eartag training checkpoint")
+        }
+        var tensors: [String: Tensor] = [:]
+        for (n, t) in file.tensors {
+            guard let v = t.float32Values() else { throw TrainerError.io(path: checkpointPath, reason: "\(n) is not F32") }
+            tensors[n] = Tensor(shape: t.shape, data: v)
+        }
+        try student.load(tensors)
+        var moments: [String: (m: [Float], v: [Float])] = [:]
+        for p in student.parameters {
+            guard let m = tensors["adam.m." + p.name], let v = tensors["adam.v." + p.name] else {
+                throw TrainerError.io(path: checkpointPath, reason: "no optimizer state for \(p.name)")
+            }
+            moments[p.name] = (m.data, v.data)
+        }
+        try optimizer.restore(step: step, moments: moments)
+        return epoch
+    }
+}
