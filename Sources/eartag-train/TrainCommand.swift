@@ -21,7 +21,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Measure training throughput on synthetic 10 s clips instead of training.") var benchmark = false
     @Option(help: "Width multiplier of a new student (EfficientAT MN, in (0, 4]; --benchmark default 0.4).")
     var width: Double?
-    @Option(help: ArgumentHelp("Fine-tune this float model instead of a new student.", valueName: "MODEL"))
+    @Option(name: .customLong("init"),
+            help: ArgumentHelp("Fine-tune this float model instead of a new student.", valueName: "MODEL"))
     var initModel: String?
     @Option(help: ArgumentHelp("Labels (class_labels_indices.csv format) of the classes to train; with --init, a new head.",
                                valueName: "LABELS.csv"))
@@ -53,12 +54,6 @@ struct Train: ParsableCommand {
     @Option(help: "Timed steps of --benchmark (after one warm-up step).") var steps: Int = 20
     @Option(help: "Threads (default: every core).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "With --benchmark: print one JSON object instead of the text report.") var json = false
-
-    enum CodingKeys: String, CodingKey {
-        case benchmark, width, initModel = "init", classes, data, teacher, epochs, batchSize, output, lr, adamw
-        case weightDecay, lambda, temperature, warmup, rampdownStart, rampdownLength, seed, resume, cache, steps
-        case threads, json
-    }
 
     /// Refuses bad arguments with one `eartag: ...` line and exit status 1 (no usage dump).
     func validate() throws {

@@ -33,7 +33,8 @@ extension CLITestCase {
         try Data(b).write(to: url)
     }
 
-    /// Reads a 16-bit PCM WAV file: interleaved samples, rate and channel count (fails the test on other formats).
+    /// Reads a 16- or 24-bit PCM WAV file as 16-bit interleaved samples (24-bit keeps its top 16 bits), its rate and
+    /// channel count; other formats throw.
     func readPCM16(_ path: String) throws -> (samples: [Int16], rate: Int, channels: Int) {
         let b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         /// The little-endian integer of `n` bytes at `o`.
@@ -46,9 +47,11 @@ extension CLITestCase {
             let id = String(decoding: b[o..<o + 4], as: UTF8.self), size = u(o + 4, 4)
             if id == "fmt " { channels = u(o + 10, 2); rate = u(o + 12, 4); bits = u(o + 22, 2) }
             if id == "data" {
-                guard bits == 16, channels > 0 else { throw WAVReadError(message: "\(path): \(bits)-bit, not 16-bit PCM") }
-                let n = min(size, b.count - o - 8) / 2
-                let samples = (0..<n).map { Int16(truncatingIfNeeded: u(o + 8 + 2 * $0, 2)) }
+                guard bits == 16 || bits == 24, channels > 0 else {
+                    throw WAVReadError(message: "\(path): \(bits)-bit, not 16- or 24-bit PCM")
+                }
+                let width = bits / 8, n = min(size, b.count - o - 8) / width
+                let samples = (0..<n).map { Int16(truncatingIfNeeded: u(o + 8 + width * $0 + width - 2, 2)) }
                 return (samples, rate, channels)
             }
             o += 8 + size + (size & 1)
