@@ -134,12 +134,16 @@ final class TrainCommandTests: CLITestCase {
     }
 
     /// Checks, on real recordings: the reference mn04_as (imported as the CLI tests do) is the teacher, `eartag
-    /// teach` stores its logits, `eartag train` distils them into a width-0.1 student for 6 epochs; the training
-    /// loss falls, held-out top-1 agreement with the teacher ends at least 0.3 above the untrained student's
-    /// (baseline.json), and the float and int8 models load and tag a recording.
+    /// teach` stores its logits, `eartag train` distils them into a width-0.1 student for 30 epochs (batch 4, lr 3e-3,
+    /// no warm-up, linear ramp-down from epoch 15); the training loss falls, held-out top-1 agreement with the teacher
+    /// ends at least 0.3 above the untrained student's (baseline.json) and reaches 0.5 in one of the last 10 epochs,
+    /// and the float and int8 models load and tag a recording. (Measured here, 31 held-out clips: agreement 0
+    /// untrained, 0.58 at the end, 0.74 at best; about 46 s of training. The student first learns the teacher's
+    /// class marginal, a constant output at agreement 0.26, and tells the recordings apart only after about 17
+    /// epochs; runs differ a little from run to run, final agreements of 0.42 to 0.87 were seen.)
     ///
     /// Corpus: NOT the Debian corpus (too slow for CI here) but real clips cut from the four reference recordings in
-    /// ../shared/reference/audio: overlapping 2.5 s pieces every 0.75 s (mono, native rate), each tiled to 10 s by
+    /// ../shared/reference/audio: overlapping 2.5 s pieces every 0.25 s (124 clips) (mono, native rate), each tiled to 10 s by
     /// the corpus reader; every fourth piece is held out (manifest `split` column).
     func testDistilsTheReferenceTeacherOnRealRecordings() throws {
         let model = try importedModel()
@@ -166,13 +170,13 @@ final class TrainCommandTests: CLITestCase {
         let teacher = dir.appendingPathComponent("teacher").path
         let teach = try run(["teach", "--teacher", model, "--data", corpus.path, "-o", teacher, "--threads", "2"])
         XCTAssertEqual(teach.status, 0, teach.stderr)
-        try? FileManager.default.copyItem(atPath: dir.path, toPath: "/tmp/loop-e2e") // TEMP
         let out = dir.appendingPathComponent("student").path
-        let r = try run(["train", "--width", "0.1", "--data", corpus.path, "--teacher", teacher, "--epochs", "12",
-                         "--batch-size", "8", "--lr", "3e-3", "--warmup", "0", "--threads", "2", "-o", out])
+        let r = try run(["train", "--width", "0.1", "--data", corpus.path, "--teacher", teacher, "--epochs", "30",
+                         "--batch-size", "4", "--lr", "3e-3", "--warmup", "0", "--rampdown-start", "15", "--rampdown-length", "15",
+                         "--threads", "2", "-o", out])
         XCTAssertEqual(r.status, 0, r.stderr)
         let m = try metrics(out)
-        XCTAssertEqual(m.count, 12)
+        XCTAssertEqual(m.count, 30)
         let losses = m.compactMap { $0["train_loss"] as? Double }
         XCTAssertLessThan(losses.last!, losses.first!, "\(losses)")
         let baseline = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/baseline.json")))
@@ -180,6 +184,8 @@ final class TrainCommandTests: CLITestCase {
         let untrained = try XCTUnwrap(baseline["top1_agreement"] as? Double)
         let trained = try XCTUnwrap(m.last?["top1_agreement"] as? Double)
         XCTAssertGreaterThanOrEqual(trained, untrained + 0.3, "agreement \(untrained) -> \(trained); \(r.stderr)")
+        let best = m.suffix(10).compactMap { $0["top1_agreement"] as? Double }.max() ?? 0
+        XCTAssertGreaterThanOrEqual(best, 0.5, "best agreement of the last 10 epochs; \(r.stderr)")
         print("real-recordings distillation: \(n) clips, agreement \(untrained) -> \(trained), loss \(losses)")
         for name in ["model.safetensors", "model.int8.safetensors"] {
             let tag = try run(["tag", "--model", out + "/" + name, try Reference.path("audio/speech.wav")])
