@@ -50,6 +50,21 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
     public var seconds: Double
     public var skipped_clips: Int
 
+    /// Encodes every field, unmeasured ones as null (a stable set of keys on every line).
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(epoch, forKey: .epoch)
+        try c.encode(train_loss, forKey: .train_loss)
+        try c.encode(val_loss, forKey: .val_loss)
+        try c.encode(val_map, forKey: .val_map)
+        try c.encode(val_auc, forKey: .val_auc)
+        try c.encode(top1_agreement, forKey: .top1_agreement)
+        try c.encode(lr, forKey: .lr)
+        try c.encode(clips_per_s, forKey: .clips_per_s)
+        try c.encode(seconds, forKey: .seconds)
+        try c.encode(skipped_clips, forKey: .skipped_clips)
+    }
+
     /// The metrics without the wall-clock fields (for comparing runs).
     public var withoutTiming: EpochMetrics {
         var m = self
@@ -65,6 +80,15 @@ public struct BaselineMetrics: Codable, Sendable, Equatable {
     public var val_map: Double?
     public var val_auc: Double?
     public var top1_agreement: Double?
+
+    /// Encodes every field, unmeasured ones as null.
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(val_loss, forKey: .val_loss)
+        try c.encode(val_map, forKey: .val_map)
+        try c.encode(val_auc, forKey: .val_auc)
+        try c.encode(top1_agreement, forKey: .top1_agreement)
+    }
 }
 
 /// Why training stopped.

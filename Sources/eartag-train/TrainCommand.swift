@@ -71,7 +71,7 @@ struct Train: ParsableCommand {
             return
         }
         guard (width == nil) != (initModel == nil) else {
-            throw refuse("give exactly one of --width W (a new student) and --init MODEL (fine-tuning)")
+            throw refuse("give exactly one of --width W (a new student) and --init MODEL (fine-tuning), or --benchmark")
         }
         guard data != nil else { throw refuse("--data DIR_OR_MANIFEST is required") }
         guard output != nil else { throw refuse("-o OUT_DIR is required") }

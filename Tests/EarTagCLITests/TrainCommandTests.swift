@@ -193,4 +193,36 @@ final class TrainCommandTests: CLITestCase {
             XCTAssertFalse(tag.stdout.isEmpty)
         }
     }
+
+    /// Checks: `--init MODEL --classes LABELS.csv` fine-tunes the reference mn04_as with a new 3-class head on a
+    /// labelled manifest (supervised, no teacher) holding one corrupt clip, skipped with a warning naming it: metrics are measured against the labels, and the float model
+    /// tags with the new class names.
+    func testFineTuneWithNewClasses() throws {
+        let model = try importedModel()
+        let corpus = dir.appendingPathComponent("own")
+        var manifest = "path,labels,split\n"
+        for i in 0..<12 {
+            try writeWAV(corpus.appendingPathComponent(String(format: "c%03d.wav", i)), seconds: 2, seed: UInt64(i % 3))
+            manifest += String(format: "c%03d.wav,%d,%@\n", i, i % 3, i < 9 ? "train" : "validation")
+        }
+        try Data("not audio".utf8).write(to: corpus.appendingPathComponent("broken.wav"))
+        manifest += "broken.wav,0,train\n"
+        try Data(manifest.utf8).write(to: corpus.appendingPathComponent("manifest.csv"))
+        let labels = dir.appendingPathComponent("own.csv").path
+        try Data("index,mid,display_name\n0,/m/a,Low hum\n1,/m/b,Mid hum\n2,/m/c,High hum\n".utf8)
+            .write(to: URL(fileURLWithPath: labels))
+        let out = dir.appendingPathComponent("tuned").path
+        let r = try run(["train", "--init", model, "--classes", labels, "--data", corpus.path, "--epochs", "2",
+                         "--batch-size", "3", "--warmup", "0", "--threads", "2", "-o", out], binary: Self.trainTool)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.split(separator: "\n").contains { $0.hasPrefix("eartag: skipping") && $0.contains("broken.wav") },
+                      "a warning naming the corrupt clip: \(r.stderr)")
+        let m = try metrics(out)
+        XCTAssertEqual(m.count, 2)
+        XCTAssertNotNil(m.last?["val_map"] as? Double, "labels give held-out mAP")
+        XCTAssertTrue(m.last?["top1_agreement"] is NSNull, "no teacher, no agreement: \(m)")
+        let tag = try run(["tag", "--model", out + "/model.safetensors", corpus.path + "/c000.wav"])
+        XCTAssertEqual(tag.status, 0, tag.stderr)
+        XCTAssertTrue(tag.stdout.contains("hum:"), tag.stdout)
+    }
 }
