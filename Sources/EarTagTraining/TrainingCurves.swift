@@ -11,7 +11,8 @@ private struct CurveSeries {
 /// An SVG with two panels side by side: loss (train, validation) and validation mAP, both against the epoch.
 /// Epochs without a value leave a gap in their line; a panel with no value at all says so.
 public func curvesSVG(_ history: [EpochMetrics]) -> String {
-    let width = 900.0, height = 360.0, panel = 400.0, top = 40.0, plotHeight = 260.0, left = 60.0
+    let panel = 400.0, top = 40.0, plotHeight = 260.0, left = 60.0, gap = 70.0
+    let width = left + 2 * panel + gap + 20, height = 360.0
     var svg = """
         <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" \
         viewBox="0 0 \(Int(width)) \(Int(height))" font-family="sans-serif" font-size="12">
@@ -25,7 +26,7 @@ public func curvesSVG(_ history: [EpochMetrics]) -> String {
         ("held-out mAP", [CurveSeries(name: "val_map", colour: "#2ca02c", values: history.map(\.val_map))], true),
     ]
     for (p, (title, series, unitRange)) in panels.enumerated() {
-        let x0 = left + Double(p) * (panel + 60), y0 = top
+        let x0 = left + Double(p) * (panel + gap), y0 = top
         svg += "<text x=\"\(fmt(x0 + panel / 2))\" y=\"20\" text-anchor=\"middle\" font-size=\"14\">\(title)</text>\n"
         svg += "<rect x=\"\(fmt(x0))\" y=\"\(fmt(y0))\" width=\"\(fmt(panel))\" height=\"\(fmt(plotHeight))\" "
             + "fill=\"none\" stroke=\"#888\"/>\n"
