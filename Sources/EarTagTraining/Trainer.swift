@@ -246,9 +246,11 @@ public final class Trainer {
         for epoch in start..<settings.epochs {
             let m = try trainEpoch(epoch)
             history.append(m)
-            try saveCheckpoint(epoch: epoch + 1)
+            // metrics.jsonl first: killed between the two writes, a resume drops the line the checkpoint lacks
+            // and trains that epoch again; the other order would lose the line of a checkpointed epoch.
             let lines = history.map { line(of: $0) }.joined()
             try writeFile(Array(lines.utf8), metricsPath)
+            try saveCheckpoint(epoch: epoch + 1)
             /// A metric with `digits` decimals, or "-".
             func f(_ v: Double?, _ digits: Int) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "-" }
             log("epoch \(epoch + 1)/\(settings.epochs): train_loss \(f(m.train_loss, 5)) val_loss \(f(m.val_loss, 5)) "
