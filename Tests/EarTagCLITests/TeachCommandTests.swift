@@ -19,27 +19,6 @@ final class TeachCommandTests: CLITestCase {
     /// Path of the built `eartag-train`.
     static var trainTool: String { productsDirectory.appendingPathComponent("eartag-train").path }
 
-    /// Writes a 16-bit mono 32 kHz WAV of `seconds` of seeded noise plus a tone (a different sound per seed).
-    func writeWAV(_ url: URL, seconds: Double, seed: UInt64) throws {
-        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        /// Appends a little-endian integer's bytes.
-        func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian, Array.init) }
-        let n = Int(seconds * 32000)
-        var state = seed &* 0x9E37_79B9_7F4A_7C15 | 1
-        var pcm: [UInt8] = []
-        pcm.reserveCapacity(2 * n)
-        for i in 0..<n {
-            state ^= state << 13; state ^= state >> 7; state ^= state << 17
-            let noise = Double(state % 2001) / 1000 - 1
-            let tone = sin(2 * Double.pi * Double(100 + 37 * seed) * Double(i) / 32000)
-            pcm += le(Int16(clamping: Int(8000 * (0.3 * noise + tone))))
-        }
-        var b = Array("RIFF".utf8) + le(UInt32(36 + pcm.count)) + Array("WAVE".utf8)
-        b += Array("fmt ".utf8) + le(UInt32(16)) + le(UInt16(1)) + le(UInt16(1)) + le(UInt32(32000)) + le(UInt32(64000))
-        b += le(UInt16(2)) + le(UInt16(16)) + Array("data".utf8) + le(UInt32(pcm.count)) + pcm
-        try Data(b).write(to: url)
-    }
-
     /// Checks: `eartag teach` (forwarded to eartag-train) on the three 32 kHz, 10 s reference recordings stores
     /// EfficientAT's own logits for them (golden, within 1e-3; 4e-5 measured), one row each, in sorted file order.
     func testTeachStoresTheTeachersLogits() throws {

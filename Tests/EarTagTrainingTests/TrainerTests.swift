@@ -3,6 +3,9 @@ import EarTagEngine
 import EarTagModel
 import EarTagTestSupport
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import XCTest
 @testable import EarTagTraining
 
@@ -61,8 +64,15 @@ final class TrainerTests: XCTestCase {
         XCTAssertEqual(lines.count, 4)
         for l in lines {
             let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any])
-            for key in ["epoch", "train_loss", "val_loss", "val_map"] { XCTAssertNotNil(o[key], "\(key) in \(l)") }
+            for key in ["epoch", "train_loss", "val_loss", "val_map", "val_auc", "top1_agreement", "lr", "clips_per_s",
+                        "seconds"] { XCTAssertNotNil(o[key], "\(key) in \(l)") }
         }
+        XCTAssertGreaterThan(history.last!.clips_per_s, 0)
+        let svg = try String(contentsOfFile: trainer.curvesPath, encoding: .utf8)
+        XCTAssertTrue(svg.hasPrefix("<svg") && svg.hasSuffix("</svg>\n"), svg)
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 3, "train_loss, val_loss and val_map lines")
+        let int8 = try QuantizedModel.load(path: trainer.int8ModelPath)
+        XCTAssertEqual(int8.architecture.numClasses, 3)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("checkpoint.safetensors").path))
         let model = try ModelFile.load(path: trainer.modelPath)
         let engine = try FloatEngine(model: model, maxFrames: 100)
@@ -85,7 +95,7 @@ final class TrainerTests: XCTestCase {
         try makeTrainer(ToneCorpus(), dir: b, epochs: 2).run()
         let resumed = try makeTrainer(ToneCorpus(), dir: b, epochs: 3)
         let history = try resumed.run(resume: true)
-        XCTAssertEqual(history, fullHistory)
+        XCTAssertEqual(history.map(\.withoutTiming), fullHistory.map(\.withoutTiming))
         XCTAssertEqual(resumed.student.stateDict(), full.student.stateDict())
     }
 
@@ -110,6 +120,56 @@ final class TrainerTests: XCTestCase {
         let arch = try Architecture.efficientAT(widthMult: 0.1, head: .mlp, numClasses: 5, channelSE: true)
         XCTAssertThrowsError(try Trainer(student: Student(architecture: arch), data: ToneCorpus(),
                                          settings: TrainerSettings(outputDirectory: dir.path)))
+    }
+
+    /// Checks: a full disk while the epoch-2 checkpoint is written (write(2) failing with ENOSPC halfway through the
+    /// file) stops the run with an error naming the file, leaves the epoch-1 checkpoint intact and no temporary file;
+    /// resuming from it then reaches the same result as an uninterrupted run.
+    func testDiskFullDuringCheckpointKeepsThePreviousOne() throws {
+        let dir = try makeTemporaryDirectory("eartag-trainer"), whole = try makeTemporaryDirectory("eartag-trainer")
+        defer { try? FileManager.default.removeItem(at: dir); try? FileManager.default.removeItem(at: whole) }
+        let checkpoint = dir.appendingPathComponent("checkpoint.safetensors").path
+        try makeTrainer(ToneCorpus(), dir: dir, epochs: 1).run()
+        let before = try XCTUnwrap(FileManager.default.contents(atPath: checkpoint))
+        let full = try makeTrainer(ToneCorpus(), dir: dir, epochs: 2)
+        full.writeFile = { bytes, path in
+            guard path == checkpoint else { return try writeDurably(bytes, to: path) }
+            var budget = bytes.count / 2
+            try writeDurably(bytes, to: path, write: { fd, buffer, count in
+                guard budget > 0 else { errno = ENOSPC; return -1 }
+                let n = Glibc.write(fd, buffer, min(count, budget))
+                budget -= max(n, 0)
+                return n
+            })
+        }
+        XCTAssertThrowsError(try full.run(resume: true)) { e in
+            XCTAssertTrue("\(e)".contains("checkpoint.safetensors") && "\(e)".contains("No space left"), "\(e)")
+        }
+        XCTAssertEqual(FileManager.default.contents(atPath: checkpoint), before)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: checkpoint + ".tmp"))
+        let resumed = try makeTrainer(ToneCorpus(), dir: dir, epochs: 2)
+        let history = try resumed.run(resume: true)
+        let reference = try makeTrainer(ToneCorpus(), dir: whole, epochs: 2).run()
+        XCTAssertEqual(history.map(\.withoutTiming), reference.map(\.withoutTiming))
+    }
+
+    /// Checks: without labels the held-out targets are the teacher's probabilities >= 0.5 plus its top-1 class.
+    func testTeacherTargetsBinarization() throws {
+        let dir = try makeTemporaryDirectory("eartag-trainer")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let t = try makeTrainer(ToneCorpus(withLabels: false), dir: dir, epochs: 1)
+        XCTAssertEqual(t.teacherTargets([-3, -1, -2, 0.5, -4, 2], classes: 3), [0, 1, 0, 1, 0, 1])
+    }
+
+    /// Checks: curves.svg leaves a gap for an epoch without a value and says "not measured" for an empty panel.
+    func testCurvesSVG() {
+        let m = { (e: Int, v: Double?) in
+            EpochMetrics(epoch: e, train_loss: 1 / Double(e), val_loss: v, val_map: nil, val_auc: nil,
+                         top1_agreement: nil, lr: 1e-3, clips_per_s: 1, seconds: 1, skipped_clips: 0)
+        }
+        let svg = curvesSVG([m(1, 0.5), m(2, nil), m(3, 0.3)])
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 3, svg)  // train, val split in two
+        XCTAssertTrue(svg.contains("not measured"), svg)
     }
 
     /// Average precision and ROC-AUC on a hand-computed case; a failed durable write names the path.
