@@ -196,12 +196,14 @@ struct Train: ParsableCommand {
             let fmt = { (v: Double) in String(format: "%.3f", v) }
             print("{\"width\":\(r.width),\"batch_size\":\(r.batch),\"steps\":\(r.steps),\"threads\":\(r.threads),"
                   + "\"clip_seconds\":\(r.clipSeconds),\"clips_per_s\":\(fmt(r.clipsPerSecond)),"
-                  + "\"median_step_ms\":\(fmt(r.medianStepSeconds * 1000))}")
+                  + "\"median_step_ms\":\(fmt(r.medianStepSeconds * 1000)),"
+                  + "\"cpu_ms_per_clip\":\(fmt(r.cpuSecondsPerClip * 1000))}")
             return
         }
         print(String(format: "width %.2f, batch %d, %d steps, %d threads, %.0f s clips", r.width, r.batch, r.steps,
                      r.threads, r.clipSeconds))
-        print(String(format: "clips_per_s %.2f (median step %.1f ms)", r.clipsPerSecond, r.medianStepSeconds * 1000))
+        print(String(format: "clips_per_s %.2f (median step %.1f ms), CPU time %.1f ms per clip", r.clipsPerSecond,
+                     r.medianStepSeconds * 1000, r.cpuSecondsPerClip * 1000))
         let total = r.layerMilliseconds.reduce(0) { $0 + $1.1 }
         print("per step, by layer kind (forward + backward):")
         for (name, ms) in r.layerMilliseconds.sorted(by: { $0.1 > $1.1 }) {
