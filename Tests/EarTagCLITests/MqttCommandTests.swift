@@ -51,8 +51,9 @@ final class ListenProcess {
         try? FileManager.default.removeItem(at: errURL)
     }
 
-    /// Standard output lines so far, with arrival times.
-    var lines: [(time: Date, line: String)] { lock.lock(); defer { lock.unlock() }; return received }
+    /// Standard output lines so far, with arrival times: a copy made under the lock (sharing the reader thread's
+    /// buffer would race with its next append, as ThreadSanitizer showed).
+    var lines: [(time: Date, line: String)] { lock.lock(); defer { lock.unlock() }; return received.map { $0 } }
 
     /// Standard error so far.
     var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }

@@ -95,7 +95,7 @@ final class LogLines: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
     func add(_ s: String) { lock.lock(); lines.append(s); lock.unlock() }
-    var all: [String] { lock.lock(); defer { lock.unlock() }; return lines }
+    var all: [String] { lock.lock(); defer { lock.unlock() }; return lines.map { $0 } }  // a copy: no buffer shared across threads
 }
 
 final class MqttClientTests: XCTestCase {

@@ -207,7 +207,7 @@ final class WarningSink: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [String] = []
     /// The warnings so far.
-    var lines: [String] { lock.lock(); defer { lock.unlock() }; return stored }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return stored.map { $0 } }  // a copy: no buffer shared across threads
     /// Records one warning.
     @Sendable func add(_ line: String) { lock.lock(); stored.append(line); lock.unlock() }
 }
