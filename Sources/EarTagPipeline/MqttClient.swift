@@ -129,6 +129,7 @@ public final class MqttClient: @unchecked Sendable {
         guard thread != nil, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return 0 }
         wake()
         finished.wait()
+        thread = nil  // the Thread keeps its closure, which holds self: drop it so the client can be freed
         return stats.queueDepth.load(ordering: .relaxed)
     }
 
