@@ -392,10 +392,7 @@ public final class Trainer {
     /// Hard targets from teacher logits [clips][classes]: 1 where sigmoid(logit / T) >= 0.5, and always at the
     /// clip's top-1 class (so every clip has a positive), else 0.
     public func teacherTargets(_ logits: [Float], classes k: Int) -> [Float] {
-        let p = settings.loss.teacherProbabilities(logits)
-        var out = p.map { $0 >= 0.5 ? Float(1) : 0 }
-        for c in 0..<(logits.count / k) { out[c * k + argmax(logits[c * k..<(c + 1) * k])] = 1 }
-        return out
+        TeacherAgreement.teacherTargets(logits, classes: k, temperature: settings.loss.temperature)
     }
 
     /// Bytes of a file that `save` writes (to a temporary path, read back, removed).

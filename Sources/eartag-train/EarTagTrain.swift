@@ -7,5 +7,5 @@ struct EarTagTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eartag-train",
         abstract: "EarTag's offline tools: store a teacher's logits, train and distil students.",
-        subcommands: [Teach.self, Train.self, Corpus.self])
+        subcommands: [Teach.self, Train.self, Evaluate.self, Corpus.self])
 }
