@@ -87,6 +87,29 @@ final class TrainCommandTests: CLITestCase {
         }
     }
 
+    /// Checks: on a terminal (a pseudo-terminal from util-linux `script`) stderr shows the progress bar rewritten in
+    /// place ("\repoch 1/2 [###...] n/N clips, r clips/s, ETA m:ss") and erases it before each epoch line; through a
+    /// pipe the same run prints only the plain `eartag: epoch` lines, no carriage return and no bar.
+    func testProgressBarOnATerminalOnly() throws {
+        let (corpus, teacher) = try makeCorpus(count: 12)
+        let out = dir.appendingPathComponent("bar").path
+        let args = ["train", "--width", "0.1", "--data", corpus, "--teacher", teacher, "--epochs", "2",
+                    "--batch-size", "2", "--warmup", "0", "--threads", "1"]
+        let command = ([Self.trainTool] + args + ["-o", out]).map { "'\($0)'" }.joined(separator: " ")
+        let r = try run(["-qec", command, "/dev/null"], binary: "/usr/bin/script")
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        let bar = try NSRegularExpression(
+            pattern: "\repoch [12]/2 \\[[#.]{30}\\] [0-9]+/[0-9]+ clips, [0-9.]+ clips/s, ETA [0-9]+:[0-5][0-9] ")
+        let text = r.stdout
+        XCTAssertGreaterThan(bar.numberOfMatches(in: text, range: NSRange(text.startIndex..., in: text)), 1, text)
+        XCTAssertTrue(text.contains("\r\u{1B}[Keartag: epoch 1/2: "), "the bar is erased before the epoch line: \(text)")
+        let piped = try run(args + ["-o", dir.appendingPathComponent("piped").path], binary: Self.trainTool)
+        XCTAssertEqual(piped.status, 0, piped.stderr)
+        XCTAssertFalse(piped.stderr.contains("\r"), piped.stderr)
+        XCTAssertFalse(piped.stderr.contains("ETA"), piped.stderr)
+        XCTAssertEqual(piped.stderr.split(separator: "\n").filter { $0.hasPrefix("eartag: epoch ") }.count, 2, piped.stderr)
+    }
+
     /// Checks: `eartag train` killed with SIGKILL after its first epoch's checkpoint and rerun with --resume keeps the
     /// finished epochs' figures in metrics.jsonl, loses at most the epoch in progress, and finishes with every
     /// output (one metrics line per epoch 1...N, float and int8 models that `eartag tag` loads, curves.svg).
