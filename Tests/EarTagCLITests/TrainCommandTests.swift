@@ -87,6 +87,31 @@ final class TrainCommandTests: CLITestCase {
         }
     }
 
+    /// Checks: two runs with the same arguments (two threads, a fresh decode cache for the first and the filled one
+    /// for the second) write byte-identical float, int8 and checkpoint files and the same metrics apart from timing:
+    /// every random draw comes from the seed, and the threads split work the same way every time.
+    func testIdenticalRunsAreBitIdentical() throws {
+        let (corpus, teacher) = try makeCorpus(count: 10)
+        var outs: [String] = []
+        for run in 0..<2 {
+            let out = dir.appendingPathComponent("same-\(run)").path
+            let r = try self.run(["train", "--width", "0.1", "--data", corpus, "--teacher", teacher, "--epochs", "2",
+                                  "--batch-size", "2", "--warmup", "0", "--threads", "2", "--seed", "7", "-o", out],
+                                 binary: Self.trainTool)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            outs.append(out)
+        }
+        for name in ["model.safetensors", "model.int8.safetensors", "checkpoint.safetensors"] {
+            let a = try Data(contentsOf: URL(fileURLWithPath: outs[0] + "/" + name))
+            let b = try Data(contentsOf: URL(fileURLWithPath: outs[1] + "/" + name))
+            XCTAssertTrue(a == b, "\(name) differs between identical runs")
+        }
+        let timing: Set<String> = ["seconds", "clips_per_s"]
+        let m0 = try metrics(outs[0]).map { $0.filter { !timing.contains($0.key) } as NSDictionary }
+        let m1 = try metrics(outs[1]).map { $0.filter { !timing.contains($0.key) } as NSDictionary }
+        XCTAssertEqual(m0, m1)
+    }
+
     /// Checks: on a terminal (a pseudo-terminal from util-linux `script`) stderr shows the progress bar rewritten in
     /// place ("\repoch 1/2 [###...] n/N clips, r clips/s, ETA m:ss") and erases it before each epoch line; through a
     /// pipe the same run prints only the plain `eartag: epoch` lines, no carriage return and no bar.
