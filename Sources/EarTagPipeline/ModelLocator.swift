@@ -33,6 +33,13 @@ public enum ModelLocator {
         public var origin: String
         /// True when the user named it (--model, $EARTAG_MODEL, configuration file) rather than the search finding it.
         public var named: Bool
+
+        /// A located model.
+        public init(path: String, origin: String, named: Bool) {
+            self.path = path
+            self.origin = origin
+            self.named = named
+        }
     }
 
     /// The running executable (resolved through symlinks: /proc/self/exe), else argv[0] made absolute.
