@@ -42,9 +42,11 @@ final class LabelledEvalTests: CLITestCase {
         }
         try Data(manifest.utf8).write(to: corpus.appendingPathComponent("manifest.csv"))
         mapping = try writeMapping("""
+            # a comment, then the header
             package,pattern,display_names,mids
             voices,\\.wav$,Speech,/m/09x0r
             fx,/silence/,-,-
+            # comments may sit between rows, "quoted, with commas" too
             fx,/dog\\d\\.wav$,Dog|Bark,/m/0bt9lr|/m/05tny_
             fx,/rain\\.ogg$,Rain,/m/06mb1
             fx,/piano\\.(flac|wav)$,Piano,/m/05r5c
