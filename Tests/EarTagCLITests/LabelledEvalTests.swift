@@ -81,6 +81,7 @@ final class LabelledEvalTests: CLITestCase {
 
     /// Model A ranks Speech, Music, Dog, Bark, Cat first: top-1 hits speech; top-5 hits speech and dog.
     /// Model B ranks Piano, Siren, Rain, Bark, Cat first: top-1 hits piano; top-5 hits piano, rain and dog (Bark).
+    /// The per-class counts and table follow.
     func testCountsOfTwoModels() throws {
         let a = try model("a", ["Speech", "Music", "Dog", "Bark", "Cat"])
         let b = try model("b", ["Piano", "Siren", "Rain", "Bark", "Cat"])
@@ -93,12 +94,19 @@ final class LabelledEvalTests: CLITestCase {
         XCTAssertEqual(models.map { $0["clips"] as? Int }, [4, 4])
         XCTAssertEqual(models.map { $0["top1_hits"] as? Int }, [1, 1])
         XCTAssertEqual(models.map { $0["top5_hits"] as? Int }, [2, 3])
+        let perClass = try XCTUnwrap(models[1]["per_class"] as? [String: [String: Int]])
+        XCTAssertEqual(perClass, ["Speech": ["clips": 1, "top1_hits": 0, "top5_hits": 0],
+                                  "Dog": ["clips": 1, "top1_hits": 0, "top5_hits": 1],
+                                  "Rain": ["clips": 1, "top1_hits": 0, "top5_hits": 1],
+                                  "Piano": ["clips": 1, "top1_hits": 1, "top5_hits": 1]])
 
-        let table = try evaluate(["--model", a, "--model", b])
+        let table = try evaluate(["--model", a, "--model", b, "--per-class"])
         XCTAssertEqual(table.status, 0, table.stderr)
         XCTAssertTrue(table.stdout.contains("| model | clips evaluated | top-1 hits | top-5 hits |"), table.stdout)
         XCTAssertTrue(table.stdout.contains("| \(a) | 4 | 1 (25.0%) | 2 (50.0%) |"), table.stdout)
         XCTAssertTrue(table.stdout.contains("| \(b) | 4 | 1 (25.0%) | 3 (75.0%) |"), table.stdout)
+        XCTAssertTrue(table.stdout.contains("| Dog | 1 | 0 / 1 | 0 / 1 |"), table.stdout)
+        XCTAssertTrue(table.stdout.contains("| Piano | 1 | 0 / 0 | 1 / 1 |"), table.stdout)
     }
 
     /// The committed mapping's classes are all AudioSet's: checked against the reference labels file, as the script
