@@ -43,8 +43,9 @@ corpus: deps
 
 ## test-weights-path: the whole path to the shipped models (README "Models") in miniature, failing on any error:
 # the tiny corpus, mn04_as imported from $(REFERENCE) as the teacher, its logits (`eartag teach`), one epoch of a
-# width-0.1 student (`eartag train`), its int8 model (at most 1 MB) tagging a clip, and bench/labelled-eval of
-# teacher and student. Everything goes to .build/weights-path/ (rewritten on each run).
+# width-0.1 student (`eartag train`), its int8 model (at most 1 MB) tagging a clip as the default model of a
+# checkout (Weights/default.safetensors, no --model), and bench/labelled-eval of teacher and student. Everything
+# goes to .build/weights-path/ (rewritten on each run).
 WP := .build/weights-path
 WP_CORPUS := .build/corpus/tiny
 test-weights-path: deps
@@ -56,7 +57,8 @@ test-weights-path: deps
 	$(BIN) train --width 0.1 --epochs 1 --batch-size 4 --data $(WP_CORPUS) --teacher $(WP)/teacher -o $(WP)/mn01
 	@size=$$(stat -c %s $(WP)/mn01/model.int8.safetensors) && echo "int8 student: $$size bytes" && \
 	  test "$$size" -le 1048576 || { echo "test-weights-path: the int8 student is over 1 MB" >&2; exit 1; }
-	$(BIN) tag --model $(WP)/mn01/model.int8.safetensors --top 3 $(REFERENCE)/audio/speech.wav
+	mkdir -p $(WP)/checkout/Weights && cp $(WP)/mn01/model.int8.safetensors $(WP)/checkout/Weights/default.safetensors
+	cd $(WP)/checkout && env -u EARTAG_MODEL $(CURDIR)/$(BIN) tag --top 3 $(abspath $(REFERENCE))/audio/speech.wav
 	bench/labelled-eval --corpus $(WP_CORPUS) --model $(WP)/mn04_as.safetensors \
 	  --model $(WP)/mn01/model.safetensors --model $(WP)/mn01/model.int8.safetensors
 
