@@ -4,8 +4,9 @@ SWIFT ?= swift
 # Debian packages the build and the tests need.
 DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-config sox mosquitto mosquitto-clients tmux
 REFERENCE ?= ../shared/reference
-# Model used by `make run`: the official checkpoint imported from the reference folder (never committed).
-RUN_MODEL ?= .build/models/mn04_as.safetensors
+# Model used by `make run`: empty = the default model search (README "Models"), which finds the committed
+# Weights/default.safetensors from the source tree; `make run MODEL=FILE` runs another (e.g. an imported checkpoint).
+MODEL ?=
 # Build for the CPU that runs the binary, as an embedded build does for its board (`make build CPU=` for a
 # portable binary; `CPU=cortex-a72` etc. when cross-building for a board).
 CPU ?= native
@@ -15,7 +16,7 @@ TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
 .PHONY: deps build test test-tsan test-asan run clean install uninstall build-static deb verify-unit test-packaging \
-        clean-packaging test-systemd corpus
+        clean-packaging test-systemd corpus test-weights-path
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
 deps:
@@ -33,11 +34,33 @@ build: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag
 
 ## corpus: the distillation corpus from Debian's sound packages (apt-get download + dpkg -x, nothing installed)
-# into .build/corpus/$(CORPUS_SIZE)/ (clips/ and manifest.csv); CORPUS_SIZE=small is the few-hundred-clip variant.
+# into .build/corpus/$(CORPUS_SIZE)/ (clips/ and manifest.csv); CORPUS_SIZE=small is the few-hundred-clip variant,
+# CORPUS_SIZE=tiny the miniature of test-weights-path.
 CORPUS_SIZE ?= full
 corpus: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag-train
 	tools/make-corpus --size $(CORPUS_SIZE) --train-tool .build/release/eartag-train
+
+## test-weights-path: the whole path to the shipped models (README "Models") in miniature, failing on any error:
+# the tiny corpus, mn04_as imported from $(REFERENCE) as the teacher, its logits (`eartag teach`), one epoch of a
+# width-0.1 student (`eartag train`), its int8 model (at most 1 MB) tagging a clip as the default model of a
+# checkout (Weights/default.safetensors, no --model), and bench/labelled-eval of teacher and student. Everything
+# goes to .build/weights-path/ (rewritten on each run).
+WP := .build/weights-path
+WP_CORPUS := .build/corpus/tiny
+test-weights-path: deps
+	$(SWIFT) build $(TEST_FLAGS) --product eartag
+	$(MAKE) --no-print-directory corpus CORPUS_SIZE=tiny
+	rm -rf $(WP) && mkdir -p $(WP)
+	$(BIN) import $(REFERENCE)/efficientat/mn04_as_mAP_432.pt -o $(WP)/mn04_as.safetensors
+	$(BIN) teach --teacher $(WP)/mn04_as.safetensors --data $(WP_CORPUS) -o $(WP)/teacher
+	$(BIN) train --width 0.1 --epochs 1 --batch-size 4 --data $(WP_CORPUS) --teacher $(WP)/teacher -o $(WP)/mn01
+	@size=$$(stat -c %s $(WP)/mn01/model.int8.safetensors) && echo "int8 student: $$size bytes" && \
+	  test "$$size" -le 1048576 || { echo "test-weights-path: the int8 student is over 1 MB" >&2; exit 1; }
+	mkdir -p $(WP)/checkout/Weights && cp $(WP)/mn01/model.int8.safetensors $(WP)/checkout/Weights/default.safetensors
+	cd $(WP)/checkout && env -u EARTAG_MODEL $(CURDIR)/$(BIN) tag --top 3 $(abspath $(REFERENCE))/audio/speech.wav
+	bench/labelled-eval --corpus $(WP_CORPUS) --model $(WP)/mn04_as.safetensors \
+	  --model $(WP)/mn01/model.safetensors --model $(WP)/mn01/model.int8.safetensors
 
 ## test: every test, optimised (numeric code is 10-100x slower in debug builds).
 test: deps
@@ -57,16 +80,13 @@ test-asan: deps
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt \
 	  $(SWIFT) test $(TEST_FLAGS) --disable-swift-testing --sanitize=address --scratch-path .build-asan
 
-$(RUN_MODEL): | build
-	@mkdir -p $(dir $(RUN_MODEL))
-	$(BIN) import $(REFERENCE)/efficientat/mn04_as_mAP_432.pt -o $(RUN_MODEL)
-
-## run: tag the reference recordings with the imported mn04_as model, then stream them through `eartag listen`.
-run: build $(RUN_MODEL)
-	EARTAG_MODEL=$(RUN_MODEL) $(BIN) tag $(REFERENCE)/audio/*.wav
+## run: tag the reference recordings with the default model (no --model: the search of README "Models" finds
+# Weights/default.safetensors here), then stream them through `eartag listen`.
+run: build
+	$(BIN) tag $(if $(MODEL),--model $(MODEL)) $(REFERENCE)/audio/*.wav
 	@echo "--- live: the four recordings, one after another, piped through eartag listen --stdin (5 s windows)"
 	for f in $(REFERENCE)/audio/*.wav; do sox -q "$$f" -t raw -r 32000 -e signed -b 16 -c 1 -; done | \
-	  EARTAG_MODEL=$(RUN_MODEL) $(BIN) listen --stdin --window 5 --hop 1
+	  $(BIN) listen $(if $(MODEL),--model $(MODEL)) --stdin --window 5 --hop 1
 
 clean:
 	rm -rf .build

@@ -17,8 +17,11 @@ struct EarTag: ParsableCommand {
 
 /// The `--model` option shared by every command that runs a model.
 struct ModelOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Model file (.safetensors). Default: $EARTAG_MODEL, then the installed default.",
-                                            valueName: "MODEL"))
+    @Option(name: .long, help: ArgumentHelp(
+        "Model file (.safetensors). Default: $EARTAG_MODEL, then (listen) the --config file's [model] path, then "
+            + "PREFIX/share/eartag/default.safetensors beside the executable, /usr/local/share/eartag, "
+            + "/usr/share/eartag, then ./Weights/default.safetensors.",
+        valueName: "MODEL"))
     var model: String?
 
     /// Loads the model or exits with a one-line error.

@@ -173,7 +173,8 @@ struct Listen: ParsableCommand {
         ListenRunner.installSignalHandlers()
         // Syntax, keys and values are checked before the model loads; label names once its labels are known.
         let early = try fail { try config.map { try ListenConfig.load(path: $0) } ?? ListenFileSettings() }
-        let model = try fail { try ModelLocator.load(modelOptions.model ?? early.modelPath) }
+        let located = try fail { try ModelLocator.locate(modelOptions.model, configured: early.modelPath) }
+        let model = try fail { try ModelLocator.load(located) }
         let fileSettings = try fail { try config.map { try ListenConfig.load(path: $0, labels: model.labels) } ?? early }
         let resolved = try fail { try resolve(fileSettings) }
         let events = try fail {
@@ -181,7 +182,7 @@ struct Listen: ParsableCommand {
         }
         let printer = StreamRecordPrinter(format: resolved.format, top: resolved.top, allScores: allScores,
                                           labels: model.labels)
-        let modelPath = (try? ModelLocator.resolve(resolved.restart.model)) ?? "model"
+        let modelPath = located.path
         let status = try fail {
             let runner = try ListenRunner(model: model, settings: resolved.settings, events: events, printer: printer,
                                           modelName: (modelPath as NSString).lastPathComponent)

@@ -88,7 +88,8 @@ final class BadInputTests: CLITestCase {
     }
 
     func testMissingModelSaysHowToGetOne() throws {
-        let r = try run(["tag", try Reference.path("audio/speech.wav")])
+        // Run outside the checkout: its Weights/default.safetensors would be found (README "Models").
+        let r = try run(["tag", try Reference.path("audio/speech.wav")], currentDirectory: dir)
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("EARTAG_MODEL"), r.stderr)
         let bad = try file("bad.safetensors", [1, 2, 3])

@@ -29,12 +29,14 @@ class CLITestCase: XCTestCase {
     /// Path of the built binary.
     static var binary: String { productsDirectory.appendingPathComponent("eartag").path }
 
-    /// Runs the binary (or another executable) with arguments and extra environment, capturing both streams.
+    /// Runs the binary (or another executable) with arguments and extra environment, capturing both streams; in
+    /// `currentDirectory` when given.
     func run(_ arguments: [String], environment: [String: String] = [:], stdin: Data? = nil,
-             binary: String = CLITestCase.binary) throws -> RunResult {
+             binary: String = CLITestCase.binary, currentDirectory: URL? = nil) throws -> RunResult {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = arguments
+        if let currentDirectory { p.currentDirectoryURL = currentDirectory }
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "EARTAG_MODEL")
         for (k, v) in environment { env[k] = v }
