@@ -6,7 +6,12 @@
 // requantization.
 import EarTagKernels
 import EarTagModel
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One int8 conv/linear layer ready to run: weights, epilogue (bias, scales, activation, output quantization).
 struct S8LayerPlan {

@@ -1,5 +1,10 @@
 // Finding the model to run: --model, then $EARTAG_MODEL, then the installed default.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EarTagModel
 
 /// Resolves and loads the model a command should use.

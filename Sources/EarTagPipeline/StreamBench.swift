@@ -1,5 +1,11 @@
 // `eartag bench --stream`: latency and CPU cost of the live pipeline on a long synthetic stream.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import EarTagFrontend
 import EarTagModel
 import EarTagEvents
@@ -42,7 +48,7 @@ public struct StreamBenchResult: Sendable {
         """
     }
 
-    private func f(_ v: Double) -> String { String(format: "%.3f", v) }
+    private func f(_ v: Double) -> String { String(printf: "%.3f", v) }
 }
 
 extension Bench {
