@@ -59,6 +59,7 @@ let package = Package(
 
         // Tests mirror modules; EarTagTestSupport finds ../shared/reference and reads golden files.
         .target(name: "EarTagTestSupport", dependencies: ["EarTagModel"], path: "Tests/EarTagTestSupport"),
+        .testTarget(name: "EarTagPlatformTests", dependencies: ["EarTagPlatform"]),
         .testTarget(name: "EarTagAudioTests", dependencies: ["EarTagAudio", "EarTagTestSupport"]),
         .testTarget(name: "EarTagFrontendTests",
                     dependencies: ["EarTagFrontend", "EarTagAudio", "EarTagTestSupport"]),

@@ -11,8 +11,8 @@ import Darwin
 #endif
 
 extension String {
-    /// printf-style formatting through vsnprintf (C format rules: `%d` takes `Int32`-compatible or `Int` via `%ld`,
-    /// Swift `Int` works with `%d` on LP64 as the varargs slot is 64 bits wide).
+    /// printf-style formatting through vsnprintf, for C scalar arguments (integers, floating point); a Swift
+    /// `String` is not a C string, so `%s` and `%@` are not for Swift values.
     public init(printf format: String, _ arguments: CVarArg...) {
         self = withVaList(arguments) { list in
             var buffer = [CChar](repeating: 0, count: 128)
@@ -50,7 +50,7 @@ public enum PathText {
     /// The last component ("a/b.c" -> "b.c"; trailing slashes ignored).
     public static func lastComponent(_ path: String) -> String {
         let trimmed = stripTrailingSlashes(path)
-        guard let slash = trimmed.lastIndex(of: "/") else { return trimmed }
+        guard trimmed != "/", let slash = trimmed.lastIndex(of: "/") else { return trimmed }
         return String(trimmed[trimmed.index(after: slash)...])
     }
 
@@ -78,9 +78,8 @@ public enum PathText {
     /// The path without the last component's extension ("a/b.wav" -> "a/b").
     public static func deletingPathExtension(_ path: String) -> String {
         let ext = pathExtension(path)
-        guard !ext.isEmpty else { return path }
         let trimmed = stripTrailingSlashes(path)
-        return String(trimmed.dropLast(ext.count + 1))
+        return ext.isEmpty ? trimmed : String(trimmed.dropLast(ext.count + 1))
     }
 
     /// The path without trailing slashes (keeps a lone "/").
