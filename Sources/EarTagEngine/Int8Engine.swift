@@ -205,9 +205,9 @@ public final class Int8Engine {
                           vectorExact: s8_float_sums_exact(k: oshape[1], maxInput: 128, maxWeight: maxOut),
                           inputZeroPoint: x.1, packed: outPacked)
 
-        var largest = 0, widest = 0, largestCentered = melBins * maxFrames
+        var widest = 0, largestCentered = melBins * maxFrames
         for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
-            largest = max(largest, l.elements); widest = max(widest, l.channels)
+            widest = max(widest, l.channels)
             largestCentered = max(largestCentered, l.rows * l.cols * s8_dw_pitch(l.channels))
         }
         widest = max(widest, arch.lastConvChannels, arch.headHiddenChannels ?? 0, out.cin)
@@ -222,7 +222,11 @@ public final class Int8Engine {
         melQ = bytes(melBins * maxFrames)
         centered = floatBuffer(largestCentered)
         gemmScratch = floatBuffer(s8_conv1x1_scratch_count(cin: widest))
-        mapA = bytes(largest); mapB = bytes(largest); mapC = bytes(largest); mapD = bytes(largest)
+        // Each map buffer sized for its role (as FloatEngine's): block inputs/outputs, expansions, depthwise outputs.
+        let sizes = FloatEngine.bufferSizes(arch, melBins: melBins, frames: maxFrames,
+                                            expands: plans.map { $0.expand != nil })
+        mapA = bytes(sizes.blockIO); mapB = bytes(sizes.blockIO)
+        mapC = bytes(sizes.expanded); mapD = bytes(sizes.depthwise)
         pooled = bytes(widest); hiddenQ = bytes(widest)
         sums = .allocate(capacity: widest); sums.initialize(repeating: 0)
         gate = floatBuffer(widest)
