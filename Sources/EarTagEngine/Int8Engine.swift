@@ -25,6 +25,14 @@ struct S8LayerPlan {
     var inputZeroPoint: Int32
     /// Weights as exact floats for the vector kernels (1x1: `s8_pack_conv1x1_16`; depthwise/stem: `s8_pack_dwconv`).
     var packed: [Float]
+
+    /// The plan keeping only the weights its runs read: `packed` when the vector kernels run it (not `reference`
+    /// and `vectorExact`), else the int16 `weights` (for mn04_as the other form was 2 MB of int16 or 4 MB of floats).
+    func keepingRunWeights(reference: Bool) -> S8LayerPlan {
+        var p = self
+        if !reference && vectorExact { p.weights = [] } else { p.packed = [] }
+        return p
+    }
 }
 
 /// One inverted residual block of the int8 engine.
@@ -135,7 +143,7 @@ public final class Int8Engine {
             let exact = tapMajor ? s8_float_sums_exact(k: kernel * kernel, maxInput: 255, maxWeight: maxW)
                                  : s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: maxW)
             return (S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
-                                inputZeroPoint: input.1, packed: packed), o)
+                                inputZeroPoint: input.1, packed: packed).keepingRunWeights(reference: referenceKernels), o)
         }
         /// The activation of a block (or the stem, which uses hardswish).
         func activation(_ a: Activation) -> S8Activation { a == .relu ? .relu : .hardswish }
@@ -203,7 +211,7 @@ public final class Int8Engine {
         out = S8LayerPlan(cin: oshape[1], cout: oshape[0], kernel: 1, weights: ow,
                           epilogue: S8Epilogue(bias: [], scale: [], activation: .none, outputScale: 1, outputZeroPoint: 0),
                           vectorExact: s8_float_sums_exact(k: oshape[1], maxInput: 128, maxWeight: maxOut),
-                          inputZeroPoint: x.1, packed: outPacked)
+                          inputZeroPoint: x.1, packed: outPacked).keepingRunWeights(reference: referenceKernels)
 
         var widest = 0, largestCentered = melBins * maxFrames
         for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
