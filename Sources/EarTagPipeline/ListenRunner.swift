@@ -196,6 +196,13 @@ public final class ListenRunner {
         return 0
     }
 
+    /// Waits (at most `timeout`) until `ring` holds the samples that complete `processor`'s next window, at most
+    /// `limit`, so that a hop's last sample wakes the processing loop at once. (Waiting for a whole hop after a
+    /// timeout had consumed part of it slept until the next timeout: windows came up to 50 ms late.)
+    public static func awaitNextWindow(_ ring: SampleRing, _ processor: StreamProcessor, limit: Int, timeout: Duration) {
+        _ = ring.waitForSamples(min(processor.samplesToNextWindow, limit), timeout: timeout)
+    }
+
     /// Samples the ring between a source and the processing loop holds (before `SampleRing` rounds up to a power
     /// of two). The processing loop takes one hop at a time and the frontend keeps the window, so the ring only
     /// absorbs the time one hop's analysis takes: two hops for lossless sources (the reader fills the next hop
@@ -218,7 +225,7 @@ public final class ListenRunner {
         var buffer = [Float](repeating: 0, count: processor.hopSamples)
         buffer.withUnsafeMutableBufferPointer { buf in
             while !shouldStop {
-                _ = ring.waitForSamples(processor.hopSamples, timeout: .milliseconds(50))  // bounds SIGTERM-to-exit
+                ListenRunner.awaitNextWindow(ring, processor, limit: buf.count, timeout: .milliseconds(50))  // bounds SIGTERM-to-exit
                 let r = ring.read(into: buf)
                 if r.dropped > 0 { droppedSamples += r.dropped }
                 var busy = 0.0

@@ -114,14 +114,15 @@ extension Bench {
         buffer.withUnsafeMutableBufferPointer { buf in
             for _ in 0..<hops {
                 let c0 = threadCPUSeconds()
-                var got = 0
-                while got < hop {
-                    _ = ring.waitForSamples(hop - got, timeout: .seconds(5))
-                    let r = ring.read(into: UnsafeMutableBufferPointer(rebasing: buf[got...]))
-                    got += r.count
-                    if r.isEndOfStream { break }
+                // The processing loop of `eartag listen` (ListenRunner.pump): wait for the samples that complete the
+                // next window, read what is there, consume it; until this hop's samples are all consumed.
+                let hopEnd = processor.samplesConsumed + Int64(hop)
+                while processor.samplesConsumed < hopEnd {
+                    ListenRunner.awaitNextWindow(ring, processor, limit: buf.count, timeout: .milliseconds(50))
+                    let r = ring.read(into: buf)
+                    if r.count > 0 { processor.consume(UnsafeBufferPointer(rebasing: buf[0..<r.count])) }
+                    if r.isEndOfStream && r.count == 0 { break }
                 }
-                processor.consume(UnsafeBufferPointer(rebasing: buf[0..<got]))
                 let t1 = now()
                 let c1 = threadCPUSeconds()
                 if processor.windowsProcessed > 0 {

@@ -112,6 +112,11 @@ public final class StreamProcessor {
         level = LevelMeter(blockSize: hop, windowBlocks: w / hop, hopBlocks: h / hop)
     }
 
+    /// Samples still missing before the next window is complete (at least 1).
+    public var samplesToNextWindow: Int {
+        max(1, Int(frontend.nextWindowStart + Int64(windowSamples) - samplesConsumed))
+    }
+
     /// True once the `--duration` limit has been reached.
     public var isComplete: Bool { sampleLimit.map { samplesConsumed >= $0 } ?? false }
 

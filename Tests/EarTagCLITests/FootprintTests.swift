@@ -7,15 +7,9 @@ final class FootprintTests: CLITestCase {
     /// `ldd` lists the runtime's libraries (so the check is not vacuous) and none of Foundation, its
     /// internationalization layer or ICU (about 6 MB of resident memory; see docs/performance.md).
     func testEartagDoesNotLinkFoundationOrICU() throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/ldd")
-        p.arguments = [Self.binary]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0, text)
+        let r = try run([Self.binary], binary: "/usr/bin/ldd")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let text = r.stdout
         let libraries = text.split(separator: "\n").map {
             $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).first.map(String.init) ?? ""
         }
