@@ -470,7 +470,7 @@ public final class AlsaCapture: @unchecked Sendable {
     /// and opening is retried with backoff.
     public func start() {
         if startedFlag.exchange(true, ordering: .acquiringAndReleasing) { return }
-        DetachedThread.start(stackSize: 1 << 20) { [self] in
+        DetachedThread.start(name: "eartag-capture", stackSize: 1 << 20) { [self] in
             run()
             finished.signal()
         }

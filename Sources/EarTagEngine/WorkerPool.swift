@@ -28,7 +28,7 @@ final class WorkerPool: @unchecked Sendable {
         self.width = max(1, width)
         wake = (0..<max(0, width - 1)).map { _ in DispatchSemaphore(value: 0) }
         for w in 0..<wake.count {
-            DetachedThread.start(stackSize: 1 << 20) { [unowned self] in self.workerLoop(w) }
+            DetachedThread.start(name: "eartag-engine", stackSize: 1 << 20) { [unowned self] in self.workerLoop(w) }
         }
     }
 

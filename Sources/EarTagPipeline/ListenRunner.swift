@@ -148,7 +148,7 @@ public final class ListenRunner {
             let source = try FileDescriptorSource(fileDescriptor: 0, name: "<stdin>", format: format, sink: ring)
             let failure = ManagedAtomic<Bool>(false)
             let message = ErrorBox()
-            DetachedThread.start(stackSize: 1 << 20) {
+            DetachedThread.start(name: "eartag-stdin", stackSize: 1 << 20) {
                 do { try source.run() } catch {
                     message.set(String(describing: error))
                     failure.store(true, ordering: .releasing)

@@ -109,7 +109,7 @@ public final class MetricsServer: @unchecked Sendable {
 
     /// Serves on a thread of its own until `stop`.
     public func start() {
-        DetachedThread.start { [self] in
+        DetachedThread.start(name: "eartag-metrics") { [self] in
             while !stopping.load(ordering: .relaxed) {
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&p, 1, 100) > 0 else { continue }
@@ -226,7 +226,7 @@ public final class MetricsFileWriter: @unchecked Sendable {
 
     /// Rewrites the file every interval on a thread of its own until `stop`.
     public func start() {
-        DetachedThread.start { [self] in
+        DetachedThread.start(name: "eartag-textfile") { [self] in
             var failed = false
             while wakeup.wait(timeout: .now() + interval) == .timedOut, !stopping.load(ordering: .relaxed) {
                 do { try write(); failed = false } catch {

@@ -1,10 +1,5 @@
 // Finding the model to run: --model, then $EARTAG_MODEL, then the installed default.
 import FoundationEssentials
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import EarTagModel
 
 /// Resolves and loads the model a command should use.

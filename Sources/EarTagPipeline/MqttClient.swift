@@ -102,7 +102,7 @@ public final class MqttClient: @unchecked Sendable {
     /// Starts the client thread.
     public func start() {
         started = true
-        DetachedThread.start { [self] in
+        DetachedThread.start(name: "eartag-mqtt") { [self] in
             run()
             finished.signal()
         }

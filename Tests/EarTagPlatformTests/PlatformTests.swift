@@ -90,6 +90,14 @@ final class PlatformTests: XCTestCase {
         XCTAssertEqual(shared.total, 40_000)
         XCTAssertEqual(Set(shared.seen.compactMap { $0 }), Set((0..<4).map { "thread \($0)" }))
         XCTAssertNil(slot.take(), "nothing set on this thread")
+        let named = ThreadLocalString()
+        DetachedThread.start(name: "eartag-a-long-thread-name") {
+            named.set(try? String(contentsOfFile: "/proc/thread-self/comm", encoding: .utf8))
+            shared.lock.withLock { shared.seen = [named.take()] }
+            done.signal()
+        }
+        done.wait()
+        XCTAssertEqual(shared.seen, ["eartag-a-long-t\n"], "the name, cut to 15 bytes, as the kernel shows it")
         slot.set("main")
         XCTAssertEqual(slot.take(), "main")
         XCTAssertNil(slot.take(), "take clears")
