@@ -261,8 +261,8 @@ public final class FloatEngine {
                                bias: arena.copy(b))]
         }
 
-        // Buffers, each sized at maxFrames for the largest map of its role in `forward` (sized alike, the four
-        // were 12.3 MB for mn04_as at 1000 frames; by role 7.6 MB):
+        // Buffers, each sized at maxFrames for the largest map of its role in `forward` (for mn04_as at 1000
+        // frames: expansions 3.1 MB, depthwise outputs 1.0 MB, the block maps less; sized alike, four of 3.1 MB):
         // mapA/mapB the stem's, every block's and the last conv's outputs (x and y swap per block), mapC the
         // expansions (input resolution, expanded channels), mapD the depthwise outputs (output resolution).
         let sizes = FloatEngine.bufferSizes(arch, melBins: melBins, frames: maxFrames,
