@@ -27,21 +27,25 @@ let package = Package(
         .systemLibrary(name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
                        providers: [.apt(["libfftw3-dev"])]),
 
-        // Runtime modules, in data-flow order.
+        // Runtime modules, in data-flow order. They import FoundationEssentials, never Foundation (which would link
+        // FoundationInternationalization and ICU into `eartag`); EarTagPlatform has the POSIX stand-ins.
+        .target(name: "EarTagPlatform"),
         .target(name: "EarTagAudio", dependencies: [
-            "CSndFile", "CSoxr", "CALSA", .product(name: "Atomics", package: "swift-atomics"),
+            "CSndFile", "CSoxr", "CALSA", "EarTagPlatform", .product(name: "Atomics", package: "swift-atomics"),
         ]),
-        .target(name: "EarTagFrontend", dependencies: ["CFFTW", "EarTagModel"], swiftSettings: kernelSettings),
-        .target(name: "EarTagModel"),
+        .target(name: "EarTagFrontend", dependencies: ["CFFTW", "EarTagModel", "EarTagPlatform"],
+                swiftSettings: kernelSettings),
+        .target(name: "EarTagModel", dependencies: ["EarTagPlatform"]),
         .target(name: "EarTagKernels", swiftSettings: kernelSettings),
-        .target(name: "EarTagEngine", dependencies: ["EarTagModel", "EarTagKernels"], swiftSettings: kernelSettings),
-        .target(name: "EarTagEvents", dependencies: ["EarTagModel"]),
+        .target(name: "EarTagEngine", dependencies: ["EarTagModel", "EarTagKernels", "EarTagPlatform"],
+                swiftSettings: kernelSettings),
+        .target(name: "EarTagEvents", dependencies: ["EarTagModel", "EarTagPlatform"]),
         .target(name: "EarTagPipeline",
                 dependencies: ["EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents",
-                               .product(name: "Atomics", package: "swift-atomics")]),
+                               "EarTagPlatform", .product(name: "Atomics", package: "swift-atomics")]),
         .executableTarget(name: "eartag", dependencies: [
             "EarTagPipeline", "EarTagAudio", "EarTagFrontend", "EarTagModel", "EarTagEngine", "EarTagEvents",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "EarTagPlatform", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Offline tools: the distillation trainer and its executable (never linked into `eartag`).
@@ -55,6 +59,7 @@ let package = Package(
 
         // Tests mirror modules; EarTagTestSupport finds ../shared/reference and reads golden files.
         .target(name: "EarTagTestSupport", dependencies: ["EarTagModel"], path: "Tests/EarTagTestSupport"),
+        .testTarget(name: "EarTagPlatformTests", dependencies: ["EarTagPlatform"]),
         .testTarget(name: "EarTagAudioTests", dependencies: ["EarTagAudio", "EarTagTestSupport"]),
         .testTarget(name: "EarTagFrontendTests",
                     dependencies: ["EarTagFrontend", "EarTagAudio", "EarTagTestSupport"]),

@@ -4,7 +4,14 @@
 //      snd_pcm_recover, hw/sw params); https://www.alsa-project.org/alsa-doc/alsa-lib/pcm.html (xrun, suspend)
 import CALSA
 import Atomics
-import Foundation
+import FoundationEssentials
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 // MARK: - Public value types
 
@@ -310,7 +317,7 @@ public final class ALSACaptureBackend: PCMCaptureBackend {
 // MARK: - alsa-lib diagnostics
 
 /// Thread-dictionary key of the latest alsa-lib diagnostic caught on a capture thread.
-private let alsaLibDiagnosticKey = "eartag.alsa-lib.diagnostic"
+private let alsaLibDiagnostic = ThreadLocalString()
 
 /// Thread-local alsa-lib error handler of capture threads: formats the message and keeps it in the thread dictionary
 /// (fault path only; alsa-lib calls it when a call fails, e.g. "Unknown PCM foo").
@@ -323,14 +330,12 @@ private let alsaLibDiagnosticHandler: snd_local_error_handler_t = { _, _, _, err
     _ = buffer.withUnsafeMutableBufferPointer { vsnprintf($0.baseAddress, $0.count, fmt, list) }
     var text = String(cString: buffer)
     if err != 0 { text += ": " + String(cString: snd_strerror(err)) }
-    Thread.current.threadDictionary[alsaLibDiagnosticKey] = AudioError.oneLine(text)
+    alsaLibDiagnostic.set(AudioError.oneLine(text))
 }
 
 /// Returns and clears the latest alsa-lib diagnostic caught on the calling thread.
 private func takeALSALibDiagnostic() -> String? {
-    let d = Thread.current.threadDictionary
-    defer { d.removeObject(forKey: alsaLibDiagnosticKey) }
-    return d[alsaLibDiagnosticKey] as? String
+    alsaLibDiagnostic.take()
 }
 
 // MARK: - Capture
@@ -396,7 +401,7 @@ public final class AlsaCapture: @unchecked Sendable {
     /// Signalled by the thread when it has closed the PCM and ended.
     private let finished = DispatchSemaphore(value: 0)
     /// Guards `lastFaultValue` (written only on faults, never in the steady loop).
-    private let faultLock = NSLock()
+    private let faultLock = Lock()
     private var lastFaultValue: CaptureFault?
 
     // Capture-thread-only state.
@@ -465,13 +470,10 @@ public final class AlsaCapture: @unchecked Sendable {
     /// and opening is retried with backoff.
     public func start() {
         if startedFlag.exchange(true, ordering: .acquiringAndReleasing) { return }
-        let thread = Thread { [self] in
+        DetachedThread.start(name: "eartag-capture", stackSize: 1 << 20) { [self] in
             run()
             finished.signal()
         }
-        thread.name = "eartag-capture"
-        thread.stackSize = 1 << 20
-        thread.start()
     }
 
     /// Asks the thread to end, waits up to `timeout` seconds for it to close the PCM, and returns whether it did.

@@ -36,7 +36,12 @@
 // Thread Sanitizer does not model fences, but it sees only atomic accesses here, so it has nothing to report.
 import Atomics
 import Dispatch
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A lock-free single-producer single-consumer ring of Float samples that tracks absolute stream positions.
 public final class SampleRing: @unchecked Sendable {

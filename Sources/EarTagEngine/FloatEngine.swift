@@ -261,17 +261,19 @@ public final class FloatEngine {
                                bias: arena.copy(b))]
         }
 
-        // Buffers: the largest map any layer reads or writes at maxFrames.
-        var largest = 0, largestPacked = 0, largestSE = 0
-        for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
-            largest = max(largest, l.elements)
-        }
+        // Buffers, each sized at maxFrames for the largest map of its role in `forward` (for mn04_as at 1000
+        // frames: expansions 3.1 MB, depthwise outputs 1.0 MB, the block maps less; sized alike, four of 3.1 MB):
+        // mapA/mapB the stem's, every block's and the last conv's outputs (x and y swap per block), mapC the
+        // expansions (input resolution, expanded channels), mapD the depthwise outputs (output resolution).
+        let sizes = FloatEngine.bufferSizes(arch, melBins: melBins, frames: maxFrames,
+                                            expands: plans.map { $0.expand != nil })
+        var largestPacked = 0, largestSE = 0
         for (b, spec) in zip(plans, arch.blocks) {
             largestPacked = max(largestPacked, b.project.packed.count)
             largestSE = max(largestSE, spec.expandedChannels + (spec.seChannels ?? 0))
         }
-        mapA = arena.buffer(largest); mapB = arena.buffer(largest)
-        mapC = arena.buffer(largest); mapD = arena.buffer(largest)
+        mapA = arena.buffer(sizes.blockIO); mapB = arena.buffer(sizes.blockIO)
+        mapC = arena.buffer(sizes.expanded); mapD = arena.buffer(sizes.depthwise)
         scaledWeights = arena.buffer(largestPacked)
         seScale = arena.buffer(largestSE)
         seScratch = arena.buffer(largestSE)
@@ -301,6 +303,22 @@ public final class FloatEngine {
         }
         out.append(MapShape(rows: r, cols: c, channels: a.lastConvChannels))
         return out
+    }
+
+    /// Elements each run-time map buffer needs: block inputs/outputs (stem, block outputs, last conv), expansion
+    /// outputs (only blocks that expand), depthwise outputs; from `layerShapes`' order (stem, then expand/depthwise/
+    /// output per block, then the last conv).
+    static func bufferSizes(_ a: Architecture, melBins: Int, frames: Int, expands: [Bool])
+        -> (blockIO: Int, expanded: Int, depthwise: Int) {
+        let shapes = layerShapes(a, melBins: melBins, frames: frames)
+        precondition(expands.count == a.blocks.count && shapes.count == 3 * a.blocks.count + 2)
+        var io = max(shapes[0].elements, shapes[shapes.count - 1].elements), expanded = 0, depthwise = 0
+        for k in a.blocks.indices {
+            if expands[k] { expanded = max(expanded, shapes[1 + 3 * k].elements) }
+            depthwise = max(depthwise, shapes[2 + 3 * k].elements)
+            io = max(io, shapes[3 + 3 * k].elements)
+        }
+        return (io, max(1, expanded), depthwise)
     }
 
     /// Multiply-accumulates of one run over `frames` frames (convolutions, SE and head; pooling adds not counted).

@@ -6,7 +6,12 @@
 // requantization.
 import EarTagKernels
 import EarTagModel
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One int8 conv/linear layer ready to run: weights, epilogue (bias, scales, activation, output quantization).
 struct S8LayerPlan {
@@ -20,6 +25,14 @@ struct S8LayerPlan {
     var inputZeroPoint: Int32
     /// Weights as exact floats for the vector kernels (1x1: `s8_pack_conv1x1_16`; depthwise/stem: `s8_pack_dwconv`).
     var packed: [Float]
+
+    /// The plan keeping only the weights its runs read: `packed` when the vector kernels run it (not `reference`
+    /// and `vectorExact`), else the int16 `weights` (for mn04_as the other form was 2 MB of int16 or 4 MB of floats).
+    func keepingRunWeights(reference: Bool) -> S8LayerPlan {
+        var p = self
+        if !reference && vectorExact { p.weights = [] } else { p.packed = [] }
+        return p
+    }
 }
 
 /// One inverted residual block of the int8 engine.
@@ -130,7 +143,7 @@ public final class Int8Engine {
             let exact = tapMajor ? s8_float_sums_exact(k: kernel * kernel, maxInput: 255, maxWeight: maxW)
                                  : s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: maxW)
             return (S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
-                                inputZeroPoint: input.1, packed: packed), o)
+                                inputZeroPoint: input.1, packed: packed).keepingRunWeights(reference: referenceKernels), o)
         }
         /// The activation of a block (or the stem, which uses hardswish).
         func activation(_ a: Activation) -> S8Activation { a == .relu ? .relu : .hardswish }
@@ -198,11 +211,11 @@ public final class Int8Engine {
         out = S8LayerPlan(cin: oshape[1], cout: oshape[0], kernel: 1, weights: ow,
                           epilogue: S8Epilogue(bias: [], scale: [], activation: .none, outputScale: 1, outputZeroPoint: 0),
                           vectorExact: s8_float_sums_exact(k: oshape[1], maxInput: 128, maxWeight: maxOut),
-                          inputZeroPoint: x.1, packed: outPacked)
+                          inputZeroPoint: x.1, packed: outPacked).keepingRunWeights(reference: referenceKernels)
 
-        var largest = 0, widest = 0, largestCentered = melBins * maxFrames
+        var widest = 0, largestCentered = melBins * maxFrames
         for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
-            largest = max(largest, l.elements); widest = max(widest, l.channels)
+            widest = max(widest, l.channels)
             largestCentered = max(largestCentered, l.rows * l.cols * s8_dw_pitch(l.channels))
         }
         widest = max(widest, arch.lastConvChannels, arch.headHiddenChannels ?? 0, out.cin)
@@ -217,7 +230,11 @@ public final class Int8Engine {
         melQ = bytes(melBins * maxFrames)
         centered = floatBuffer(largestCentered)
         gemmScratch = floatBuffer(s8_conv1x1_scratch_count(cin: widest))
-        mapA = bytes(largest); mapB = bytes(largest); mapC = bytes(largest); mapD = bytes(largest)
+        // Each map buffer sized for its role (as FloatEngine's): block inputs/outputs, expansions, depthwise outputs.
+        let sizes = FloatEngine.bufferSizes(arch, melBins: melBins, frames: maxFrames,
+                                            expands: plans.map { $0.expand != nil })
+        mapA = bytes(sizes.blockIO); mapB = bytes(sizes.blockIO)
+        mapC = bytes(sizes.expanded); mapD = bytes(sizes.depthwise)
         pooled = bytes(widest); hiddenQ = bytes(widest)
         sums = .allocate(capacity: widest); sums.initialize(repeating: 0)
         gate = floatBuffer(widest)

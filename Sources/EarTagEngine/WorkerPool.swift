@@ -1,6 +1,13 @@
 // A tiny persistent thread pool: the caller plus width-1 workers each take one part of a parallel job.
 // Jobs are a C function pointer plus a context pointer, so dispatching one allocates nothing.
-import Foundation
+import FoundationEssentials
+import Dispatch
+import EarTagPlatform
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Fixed set of worker threads, created once, that run the parts of `parallel` alongside the caller.
 final class WorkerPool: @unchecked Sendable {
@@ -21,9 +28,7 @@ final class WorkerPool: @unchecked Sendable {
         self.width = max(1, width)
         wake = (0..<max(0, width - 1)).map { _ in DispatchSemaphore(value: 0) }
         for w in 0..<wake.count {
-            let t = Thread { [unowned self] in self.workerLoop(w) }
-            t.stackSize = 1 << 20
-            t.start()
+            DetachedThread.start(name: "eartag-engine", stackSize: 1 << 20) { [unowned self] in self.workerLoop(w) }
         }
     }
 

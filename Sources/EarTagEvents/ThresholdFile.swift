@@ -1,5 +1,11 @@
 // Reads per-label threshold files: one `LABEL,ON[,OFF]` per line, CSV quoting, `#` comment lines.
-import Foundation
+import FoundationEssentials
+import EarTagPlatform
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// On and off thresholds of one class; a label starts at score >= on and is heard while score >= off.
 public struct ClassThresholds: Sendable, Equatable {
@@ -25,13 +31,22 @@ public enum ThresholdFile {
     /// Reads `path` (at most `maxBytes`, so devices and pipes are bounded too) and resolves its labels with `selector`.
     public static func read(path: String, selector: LabelSelector) throws -> [Int: ClassThresholds] {
         func fail(_ reason: String) -> EventError { .badThresholdFile(path: path, line: 0, reason: reason) }
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw fail("no such file") }
-        guard !isDirectory.boolValue else { throw fail("is a directory") }
-        guard let handle = FileHandle(forReadingAtPath: path) else { throw fail("not readable") }
-        defer { try? handle.close() }
-        let data: Data
-        do { data = try handle.read(upToCount: maxBytes + 1) ?? Data() } catch { throw fail("read failed: \(error)") }
+        guard !isDirectory else { throw fail("is a directory") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("not readable") }
+        defer { Glibc.close(fd) }
+        var data = Data(count: maxBytes + 1)
+        var filled = 0
+        while filled < data.count {
+            let n = data.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + filled, $0.count - filled) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { throw fail("read failed: \(String(cString: strerror(errno)))") }
+            if n == 0 { break }
+            filled += n
+        }
+        data.count = filled
         guard data.count <= maxBytes else { throw fail("file larger than \(maxBytes) bytes") }
         guard let text = String(data: data, encoding: .utf8) else { throw fail("not UTF-8 text") }
         return try parse(text, path: path, selector: selector)

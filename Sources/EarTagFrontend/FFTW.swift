@@ -1,7 +1,13 @@
 // A thin, typed wrapper over the few FFTW (single precision) calls the frontend uses.
 // Every FFTW entry point used by EarTag goes through exactly one function in this file.
 import CFFTW
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// Errors raised by the FFTW wrapper.
 public enum FFTWError: Error, Equatable, CustomStringConvertible {
@@ -23,7 +29,7 @@ public enum FFTWError: Error, Equatable, CustomStringConvertible {
 }
 
 /// Serialises every FFTW planner call: only `fftwf_execute*` is thread-safe in FFTW.
-let fftwPlannerLock = NSLock()
+let fftwPlannerLock = Lock()
 
 /// Wraps `fftwf_malloc`: SIMD-aligned, uninitialised memory for `count` elements of `T`.
 func fftwAllocate<T>(_ type: T.Type, count: Int) throws -> UnsafeMutablePointer<T> {

@@ -15,7 +15,12 @@
 // which pair frames as the batch path does, so its windows are bitwise equal to `compute` of the same samples.
 import CFFTW
 import EarTagModel
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A log-mel spectrogram laid out [mel bin][frame], row-major, like EfficientAT's `(128, T)` model input.
 public struct MelSpectrogram: Sendable, Equatable {

@@ -1,5 +1,10 @@
 // Kaldi-style triangular mel filterbank, computed with torchaudio's float32 arithmetic, stored sparsely.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A mel filterbank as one contiguous run of non-zero weights per filter.
 public struct MelFilterbank: Sendable, Equatable {
@@ -29,8 +34,8 @@ public struct MelFilterbank: Sendable, Equatable {
         // ref: kaldi.py get_mel_banks: fft_bin_width = sample_freq / window_length_padded (Python double).
         let fftBinWidth = Double(sampleRate) / Double(nFFT)
         // ref: kaldi.py mel_scale_scalar: 1127 * ln(1 + f / 700), in double; delta over num_bins + 1.
-        let melLow = 1127.0 * Foundation.log(1.0 + fmin / 700.0)
-        let melHigh = 1127.0 * Foundation.log(1.0 + high / 700.0)
+        let melLow = 1127.0 * Glibc.log(1.0 + fmin / 700.0)
+        let melHigh = 1127.0 * Glibc.log(1.0 + high / 700.0)
         let melDelta = (melHigh - melLow) / Double(nMels + 1)
         // The scalars enter float32 tensor arithmetic, so torch rounds them to float32 first.
         let melLow32 = Float(melLow), melDelta32 = Float(melDelta), binWidth32 = Float(fftBinWidth)

@@ -22,7 +22,12 @@
 // Cost per hop: hop / 320 ring frames (twice that for odd-frame hops), about 4 edge frames, and copying the window's
 // 128 x frames values out (measured, x86-64 release: W 10 s, H 1 s ~0.19 ms per hop vs ~1.0 ms for a batch window).
 import EarTagModel
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Where one emitted window lies in the stream.
 public struct WindowInfo: Sendable, Equatable {

@@ -1,6 +1,11 @@
 // Imports an EfficientAT MN PyTorch checkpoint (torch.save zip of a state dict) into a FloatModel.
 // ref: torch/serialization.py (_save/_load zip layout: <top>/data.pkl, <top>/data/<key>), torch/_utils.py.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Element types of torch storages, by storage class name.
 enum StorageDType: String {
@@ -247,7 +252,7 @@ public enum CheckpointImporter {
     /// The checkpoint file name without extension and without a trailing `_mAP_<digits>` suffix.
     public static func defaultName(for path: String) -> String {
         var stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-        if let r = stem.range(of: "_mAP_", options: .backwards) {
+        if let r = stem.ranges(of: "_mAP_").last {
             let tail = stem[r.upperBound...]
             if !tail.isEmpty, tail.allSatisfy(\.isASCII), tail.allSatisfy(\.isNumber) { stem = String(stem[..<r.lowerBound]) }
         }

@@ -1,6 +1,12 @@
 // Reads AudioSet-style `class_labels_indices.csv` files (index,mid,display_name; RFC 4180 quoting).
 // ref: RFC 4180 (CSV), AudioSet class_labels_indices.csv as shipped with EfficientAT (metadata/).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// Reader of `class_labels_indices.csv` label files.
 public enum LabelFile {
@@ -27,13 +33,13 @@ public enum LabelFile {
         var lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" }).map { line -> Substring in
             line.hasSuffix("\r") ? line.dropLast() : line
         }
-        while let last = lines.last, last.trimmingCharacters(in: .whitespaces).isEmpty { lines.removeLast() }
+        while let last = lines.last, last.trimmingSpaces().isEmpty { lines.removeLast() }
         guard lines.count <= maxLines else {
             throw ModelError.badLabels(path: path, line: maxLines + 1, reason: "more than \(maxLines) lines")
         }
         guard let header = lines.first else { throw ModelError.badLabels(path: path, line: 0, reason: "empty file") }
         let headerFields = try fields(header, path: path, line: 1)
-        guard headerFields.map({ $0.trimmingCharacters(in: .whitespaces) }) == ["index", "mid", "display_name"] else {
+        guard headerFields.map({ $0.trimmingSpaces() }) == ["index", "mid", "display_name"] else {
             throw ModelError.badLabels(path: path, line: 1, reason: "header is not 'index,mid,display_name'")
         }
         var labels: [Label] = []
@@ -43,7 +49,7 @@ public enum LabelFile {
             guard f.count == 3 else {
                 throw ModelError.badLabels(path: path, line: lineNumber, reason: "expected 3 fields, found \(f.count)")
             }
-            guard let index = Int(f[0].trimmingCharacters(in: .whitespaces)) else {
+            guard let index = Int(f[0].trimmingSpaces()) else {
                 throw ModelError.badLabels(path: path, line: lineNumber, reason: "index '\(f[0])' is not an integer")
             }
             guard index == labels.count else {

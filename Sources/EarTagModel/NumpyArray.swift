@@ -1,6 +1,12 @@
 // Reading and writing NumPy `.npy` arrays (format versions 1-3, little-endian, C order).
 // ref: https://numpy.org/doc/stable/reference/generated/numpy.lib.format.html
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// A numeric NumPy array converted to float32, with its shape.
 public struct NumpyArray: Sendable, Equatable {
@@ -35,7 +41,7 @@ public struct NumpyArray: Sendable, Equatable {
     /// Reads an `.npy` file; float32, float64, int32 and int64 data are converted to float32.
     public static func read(path: String) throws -> NumpyArray {
         guard let bytes = FileManager.default.contents(atPath: path) else {
-            throw CocoaError(.fileReadNoSuchFile, userInfo: [NSFilePathErrorKey: path])
+            throw CocoaError(.fileReadNoSuchFile, userInfo: ["NSFilePath": path])
         }
         return try parse([UInt8](bytes), name: path)
     }
@@ -72,7 +78,7 @@ public struct NumpyArray: Sendable, Equatable {
         }
         var shape: [Int] = []
         for part in shapeText[shapeText.index(after: open)..<close].split(separator: ",") {
-            let t = part.trimmingCharacters(in: .whitespaces)
+            let t = part.trimmingSpaces()
             if t.isEmpty { continue }
             guard let v = Int(t), v >= 0 else { throw Error.unsupported(name, "shape \(shapeText)") }
             shape.append(v)
@@ -128,7 +134,7 @@ public struct NumpyArray: Sendable, Equatable {
 
     /// Extracts the value text of `key` from a `.npy` header dictionary.
     private static func field(_ header: String, _ key: String, _ name: String) throws -> String {
-        guard let r = header.range(of: "'\(key)':") else { throw Error.unsupported(name, "header lacks \(key)") }
+        guard let r = header.firstRange(of: "'\(key)':") else { throw Error.unsupported(name, "header lacks \(key)") }
         let rest = header[r.upperBound...].drop(while: { $0 == " " })
         if rest.first == "'" {
             let body = rest.dropFirst()

@@ -1,6 +1,11 @@
 // A pickled `dict` of `str -> int` (EfficientAT's `fname_to_index.pkl`), read through the restricted unpickler.
 // ref: EfficientAT datasets/audioset.py (the teacher-logits lookup: fname -> row of the ensemble's logits .npy)
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Reader of pickled name -> row dictionaries.
 public enum PickledIndex {

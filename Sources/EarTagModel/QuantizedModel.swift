@@ -1,7 +1,12 @@
 // The int8 model: integer weights, biases, scales and zero points by name, its safetensors file
 // (`format` = eartag.int8.v2) with validation at load, and `AnyModel`, which tells a float file from an int8 one.
 // The scheme is stated in docs/quantization.md; the tensor names and shapes are defined once here.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// An int8-quantized MN model (produced by EarTagEngine's `Quantizer`, run by `Int8Engine`).
 public struct QuantizedModel: Sendable {
@@ -205,9 +210,10 @@ func weightValues(_ t: SafetensorsTensor) -> [Int32] {
 }
 
 func int32Values(_ t: SafetensorsTensor) -> [Int32] {
-    (0..<(t.bytes.count / 4)).map { i in
-        Int32(bitPattern: UInt32(t.bytes[4 * i]) | UInt32(t.bytes[4 * i + 1]) << 8
-              | UInt32(t.bytes[4 * i + 2]) << 16 | UInt32(t.bytes[4 * i + 3]) << 24)
+    (0..<(t.bytes.count / 4)).map { i -> Int32 in
+        let b0 = UInt32(t.bytes[4 * i]), b1 = UInt32(t.bytes[4 * i + 1])
+        let b2 = UInt32(t.bytes[4 * i + 2]), b3 = UInt32(t.bytes[4 * i + 3])
+        return Int32(bitPattern: b0 | b1 << 8 | b2 << 16 | b3 << 24)
     }
 }
 

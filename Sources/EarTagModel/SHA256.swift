@@ -1,6 +1,12 @@
 // SHA-256, implemented here so EarTagModel depends on nothing but Foundation.
 // ref: FIPS 180-4 (Secure Hash Standard), sections 4.1.2, 4.2.2, 5.1.1, 6.2.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// Incremental SHA-256 hasher.
 public struct SHA256Hasher {
@@ -78,7 +84,7 @@ public struct SHA256Hasher {
 public func sha256Hex(of bytes: some Collection<UInt8>) -> String {
     var hasher = SHA256Hasher()
     hasher.update(bytes)
-    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    return hasher.finalize().map { String(printf: "%02x", $0) }.joined()
 }
 
 /// Lower-case hex SHA-256 of a file's contents.

@@ -2,7 +2,13 @@
 // ref: https://github.com/huggingface/safetensors README "Format" (u64 LE header size, JSON header with dtype, shape,
 // data_offsets relative to the byte buffer, optional "__metadata__" string map, header may be space-padded; offsets
 // must cover the buffer contiguously without overlap).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// Element types of safetensors tensors.
 public enum SafetensorsDType: String, Sendable, CaseIterable {
@@ -124,30 +130,30 @@ public struct SafetensorsFile: Sendable, Equatable {
         guard n >= 2, n <= UInt64(b.count - 8) else { throw bad("header length \(n) exceeds the file (\(b.count) bytes)") }
         let headerEnd = 8 + Int(n)
         guard b[8] == UInt8(ascii: "{") else { throw bad("header does not start with '{'") }
-        let object: Any
-        do { object = try JSONSerialization.jsonObject(with: Data(b[8..<headerEnd])) } catch {
+        let object: JSONValue
+        do { object = try JSONDecoder().decode(JSONValue.self, from: Data(b[8..<headerEnd])) } catch {
             throw bad("header is not valid JSON")
         }
-        guard let header = object as? [String: Any] else { throw bad("header is not a JSON object") }
+        guard case .object(let header) = object else { throw bad("header is not a JSON object") }
         let dataLength = b.count - headerEnd
         var file = SafetensorsFile()
         var spans: [(begin: Int, end: Int, name: String)] = []
         for (name, value) in header {
             if name == "__metadata__" {
-                guard let m = value as? [String: Any] else { throw bad("__metadata__ is not an object") }
+                guard case .object(let m) = value else { throw bad("__metadata__ is not an object") }
                 for (k, v) in m {
-                    guard let s = v as? String else { throw bad("metadata '\(k)' is not a string") }
+                    guard case .string(let s) = v else { throw bad("metadata '\(k)' is not a string") }
                     file.metadata[k] = s
                 }
                 continue
             }
-            guard let entry = value as? [String: Any] else { throw bad("tensor '\(name)' is not an object") }
-            guard let dtypeName = entry["dtype"] as? String, let dtype = SafetensorsDType(rawValue: dtypeName) else {
+            guard case .object(let entry) = value else { throw bad("tensor '\(name)' is not an object") }
+            guard case .string(let dtypeName)? = entry["dtype"], let dtype = SafetensorsDType(rawValue: dtypeName) else {
                 throw bad("tensor '\(name)' has a missing or unknown dtype")
             }
-            guard let shapeArray = entry["shape"] as? [Any], let shape = integers(shapeArray),
+            guard case .array(let shapeArray)? = entry["shape"], let shape = integers(shapeArray),
                   shape.allSatisfy({ $0 >= 0 }) else { throw bad("tensor '\(name)' has an invalid shape") }
-            guard let offsetArray = entry["data_offsets"] as? [Any], let offsets = integers(offsetArray),
+            guard case .array(let offsetArray)? = entry["data_offsets"], let offsets = integers(offsetArray),
                   offsets.count == 2 else { throw bad("tensor '\(name)' has invalid data_offsets") }
             let (begin, end) = (offsets[0], offsets[1])
             guard begin >= 0, begin <= end, end <= dataLength else {
@@ -179,15 +185,36 @@ public struct SafetensorsFile: Sendable, Equatable {
     }
 
     /// Integers of a JSON array (nil when an element is not an exact integer).
-    private static func integers(_ a: [Any]) -> [Int]? {
+    private static func integers(_ a: [JSONValue]) -> [Int]? {
         var out: [Int] = []
         for x in a {
-            guard let num = x as? NSNumber else { return nil }
-            let d = num.doubleValue
-            guard d == d.rounded(), abs(d) < 9.0e15 else { return nil }
-            out.append(num.intValue)
+            guard case .number(let d) = x, d == d.rounded(), abs(d) < 9.0e15 else { return nil }
+            out.append(Int(d))
         }
         return out
+    }
+}
+
+/// A parsed JSON value (the safetensors header), decoded with FoundationEssentials' JSONDecoder.
+private enum JSONValue: Decodable {
+    case object([String: JSONValue]), array([JSONValue]), string(String), number(Double), bool(Bool), null
+
+    /// Decodes whichever JSON type is there (a boolean is not taken for a number).
+    init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let d = try? c.decode(Double.self) {
+            self = .number(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
     }
 }
 
@@ -202,7 +229,7 @@ public func jsonString(_ s: String) -> String {
         case "\r": out += "\\r"
         case "\t": out += "\\t"
         default:
-            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+            if u.value < 0x20 { out += String(printf: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
         }
     }
     return out + "\""

@@ -1,7 +1,13 @@
 // A restricted unpickler for PyTorch state dicts: it builds plain values and never imports or calls anything.
 // ref: CPython Lib/pickletools.py (opcode table, argument encodings); torch/serialization.py (_load: persistent ids
 // ('storage', StorageType, key, location, numel)); torch/_utils.py (_rebuild_tensor_v2, _rebuild_parameter).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// A mutable list built by the pickle (reference type, so memoized copies see later appends).
 final class PickleList {
@@ -334,7 +340,7 @@ struct Unpickler {
                 try setItems([k.value, v.value], [k.depth, v.depth])
             case 0x75: let (items, d) = try popMarkEntries(); try setItems(items, d) // SETITEMS
             default:
-                throw bad(String(format: "unsupported opcode 0x%02x at offset %d", Int(op), opOffset))
+                throw bad(String(printf: "unsupported opcode 0x%02x at offset %d", Int(op), opOffset))
             }
         }
     }

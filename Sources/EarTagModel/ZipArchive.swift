@@ -1,7 +1,12 @@
 // A minimal, bounds-checked reader for the stored (uncompressed) ZIP archives that torch.save writes.
 // ref: PKWARE APPNOTE.TXT 6.3.x sections 4.3.7 (local header), 4.3.12 (central directory), 4.3.14-4.3.16 (ZIP64
 // end records), 4.5.3 (ZIP64 extra field); torch/csrc/jit/serialization (PyTorchStreamWriter stores entries).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 
 /// One file inside a ZIP archive, located by its byte range in the archive.

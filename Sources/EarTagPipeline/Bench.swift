@@ -1,5 +1,12 @@
 // The `eartag bench` measurement: frontend and engine time per 10 s clip, medians of repeated runs.
-import Foundation
+import FoundationEssentials
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import EarTagFrontend
 import EarTagModel
 import EarTagEngine
@@ -47,7 +54,7 @@ public struct BenchResult: Sendable {
         """
     }
 
-    private func fmt(_ v: Double) -> String { String(format: "%.3f", v) }
+    private func fmt(_ v: Double) -> String { String(printf: "%.3f", v) }
 }
 
 /// Why a benchmark input was refused.

@@ -1,5 +1,11 @@
 // `eartag quantize`: calibration audio through the real frontend, then the quantizer.
-import Foundation
+import FoundationEssentials
+import EarTagPlatform
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EarTagAudio
 import EarTagEngine
 import EarTagFrontend
@@ -20,18 +26,18 @@ public enum Calibration {
         var out: [String] = []
         let fm = FileManager.default
         for input in inputs {
-            var isDirectory: ObjCBool = false
+            var isDirectory = false
             guard fm.fileExists(atPath: input, isDirectory: &isDirectory) else {
                 throw CalibrationError(description: "\(input): no such file or folder")
             }
-            if !isDirectory.boolValue {
+            if !isDirectory {
                 out.append(input)
                 continue
             }
-            let found = (fm.enumerator(atPath: input)?.compactMap { $0 as? String } ?? [])
-                .filter { audioExtensions.contains(($0 as NSString).pathExtension.lowercased()) }
+            let found = ((try? fm.subpathsOfDirectory(atPath: input)) ?? [])
+                .filter { audioExtensions.contains(PathText.pathExtension($0).lowercased()) }
                 .sorted()
-                .map { (input as NSString).appendingPathComponent($0) }
+                .map { PathText.appending(input, $0) }
             out += found
         }
         guard !out.isEmpty else { throw CalibrationError(description: "no calibration audio found in \(inputs)") }

@@ -1,6 +1,11 @@
 // Whole-file tagging: decode -> 32 kHz mono -> log-mel -> float engine -> sigmoid scores.
 // ref: EfficientAT inference.py (librosa.load(sr=32000, mono=True); mel(waveform); model(spec); sigmoid).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EarTagAudio
 import EarTagFrontend
 import EarTagModel

@@ -2,7 +2,12 @@
 // ref: Home Assistant "MQTT Binary sensor" and "MQTT Discovery" documentation (topic
 // <discovery_prefix>/<component>/<node_id>/<object_id>/config; keys name, unique_id, state_topic, payload_on/off,
 // availability_topic, payload_available/not_available, device{identifiers,name,model,sw_version}, device_class).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EarTagModel
 
 /// EarTag's version (the VERSION file's; a test keeps them equal), reported to Home Assistant and in the metrics.

@@ -1,5 +1,11 @@
 // `eartag listen --config FILE`: the TOML configuration file, parsed into optional settings with line-exact errors.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import EarTagAudio
 import EarTagEvents
 import EarTagModel
@@ -276,8 +282,8 @@ public enum ListenConfig {
         /// Paths in the file are relative to the file's directory.
         func resolve(_ p: String) -> String {
             if p.hasPrefix("/") { return p }
-            let dir = (path as NSString).deletingLastPathComponent
-            return dir.isEmpty ? p : (dir as NSString).appendingPathComponent(p)
+            let dir = PathText.deletingLastComponent(path)
+            return dir.isEmpty ? p : PathText.appending(dir, p)
         }
 
         /// An error at the line of `[section] key`.
@@ -353,7 +359,7 @@ struct KeyLines {
         var current: [String] = []
         var inMultiline: String? = nil
         for (i, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+            let line = raw.trimmingSpaces()
             if let delimiter = inMultiline {
                 if line.contains(delimiter) { inMultiline = nil }
                 continue
@@ -388,13 +394,13 @@ struct KeyLines {
             } else if ch == "\"" || ch == "'" {
                 quote = ch
             } else if ch == "." {
-                parts.append(part.trimmingCharacters(in: .whitespaces))
+                parts.append(part.trimmingSpaces())
                 part = ""
             } else {
                 part.append(ch)
             }
         }
-        parts.append(part.trimmingCharacters(in: .whitespaces))
+        parts.append(part.trimmingSpaces())
         return parts.filter { !$0.isEmpty }
     }
 

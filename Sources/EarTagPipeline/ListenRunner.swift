@@ -1,5 +1,12 @@
 // `eartag listen`: one pipeline with interchangeable sources (file, stdin, ALSA) feeding the stream processor.
-import Foundation
+import FoundationEssentials
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import Atomics
 import EarTagAudio
 import EarTagFrontend
@@ -34,7 +41,7 @@ public final class LineWriter {
         var bytes = Array(s.utf8)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Foundation.write(fd, $0.baseAddress! + offset, $0.count - offset) }
+            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + offset, $0.count - offset) }
             if n < 0 {
                 if errno == EINTR { continue }
                 closed = true
@@ -136,18 +143,18 @@ public final class ListenRunner {
                 }
             }
         case .stdin(let format):
-            let ring = SampleRing(capacity: processor.windowSamples, policy: .lossless)
+            let ring = SampleRing(capacity: ListenRunner.ringCapacity(hopSamples: processor.hopSamples, live: false),
+                                  policy: .lossless)
             let source = try FileDescriptorSource(fileDescriptor: 0, name: "<stdin>", format: format, sink: ring)
             let failure = ManagedAtomic<Bool>(false)
             let message = ErrorBox()
-            let thread = Thread {
+            DetachedThread.start(name: "eartag-stdin", stackSize: 1 << 20) {
                 do { try source.run() } catch {
                     message.set(String(describing: error))
                     failure.store(true, ordering: .releasing)
                 }
                 ring.close()
             }
-            thread.start()
             pump(ring, sourceName: "stdin")
             if failure.load(ordering: .acquiring), let m = message.get() {
                 processor.finish()
@@ -156,7 +163,7 @@ public final class ListenRunner {
                 return 1
             }
         case .device(let capture, let lossless):
-            let ring = SampleRing(capacity: processor.windowSamples + processor.hopSamples,
+            let ring = SampleRing(capacity: ListenRunner.ringCapacity(hopSamples: processor.hopSamples, live: !lossless),
                                   policy: lossless ? .lossless : .dropOldest)
             let name = capture.description
             let deaf = ManagedAtomic<Bool>(false)
@@ -183,11 +190,31 @@ public final class ListenRunner {
         processor.finish()
         for o in observers { o.finish() }
         if droppedSamples > 0 {
-            diagnostics(.warning, "dropped \(droppedSamples) samples (\(String(format: "%.2f", Double(droppedSamples) / 32000)) s) "
+            diagnostics(.warning, "dropped \(droppedSamples) samples (\(String(printf: "%.2f", Double(droppedSamples) / 32000)) s) "
                         + "because processing fell behind")
         }
         return 0
     }
+
+    /// Waits (at most `timeout`) until `ring` holds the samples that complete `processor`'s next window, at most
+    /// `limit`, so that a hop's last sample wakes the processing loop at once. (Waiting for a whole hop after a
+    /// timeout had consumed part of it slept until the next timeout: windows came up to 50 ms late.)
+    public static func awaitNextWindow(_ ring: SampleRing, _ processor: StreamProcessor, limit: Int, timeout: Duration) {
+        _ = ring.waitForSamples(min(processor.samplesToNextWindow, limit), timeout: timeout)
+    }
+
+    /// Samples the ring between a source and the processing loop holds (before `SampleRing` rounds up to a power
+    /// of two). The processing loop takes one hop at a time and the frontend keeps the window, so the ring only
+    /// absorbs the time one hop's analysis takes: two hops for lossless sources (the reader fills the next hop
+    /// while one is analysed), and for live capture one hop plus `liveSlackSeconds`, the lateness processing may
+    /// reach before the oldest audio is dropped. At hop 1 s: 65 536 (256 kB) and 131 072 samples (512 kB) instead
+    /// of a window plus a hop (2 MB).
+    public static func ringCapacity(hopSamples: Int, live: Bool, sampleRate: Int = 32000) -> Int {
+        live ? hopSamples + Int(liveSlackSeconds * Double(sampleRate)) : 2 * hopSamples
+    }
+
+    /// Seconds processing may fall behind live capture before the ring drops the oldest audio.
+    public static let liveSlackSeconds = 2.0
 
     /// True when the run should end early.
     private var shouldStop: Bool { stopRequested.load(ordering: .relaxed) || out.closed || processor.isComplete }
@@ -198,7 +225,7 @@ public final class ListenRunner {
         var buffer = [Float](repeating: 0, count: processor.hopSamples)
         buffer.withUnsafeMutableBufferPointer { buf in
             while !shouldStop {
-                _ = ring.waitForSamples(processor.hopSamples, timeout: .milliseconds(50))  // bounds SIGTERM-to-exit
+                ListenRunner.awaitNextWindow(ring, processor, limit: buf.count, timeout: .milliseconds(50))  // bounds SIGTERM-to-exit
                 let r = ring.read(into: buf)
                 if r.dropped > 0 { droppedSamples += r.dropped }
                 var busy = 0.0
@@ -254,7 +281,7 @@ public final class ListenRunner {
             var status = "STATUS=\(deaf ? "DEAF" : "listening"): \(sourceName), model \(modelName), "
                 + "\(processor.windowsProcessed) windows, \(droppedSamples) samples dropped"
             if let xruns { status += ", \(xruns) xruns" }
-            status += ", real-time factor \(String(format: "%.3f", rtf))"
+            status += ", real-time factor \(String(printf: "%.3f", rtf))"
             notifier.send(status)
         }
     }
@@ -270,7 +297,7 @@ public final class ListenRunner {
             try processor.reconfigure(events: live.events, printWindows: live.printWindows,
                                       printEvents: processor.settings.printEvents)
             printBox.printer = live.printer
-            diagnostics(.info, "configuration reloaded at \(String(format: "%.3f", Double(processor.lastWindowEnd) / 32000)) s "
+            diagnostics(.info, "configuration reloaded at \(String(printf: "%.3f", Double(processor.lastWindowEnd) / 32000)) s "
                         + "of stream time (active events ended there)")
         } catch {
             diagnostics(.error, "reload failed, keeping the running configuration: "
@@ -377,7 +404,7 @@ func monotonicSeconds() -> Double {
 
 /// A message handed from the source thread to the processing thread.
 final class ErrorBox: @unchecked Sendable {
-    private let lock = NSLock()
+    private let lock = Lock()
     private var value: String?
 
     /// Stores the message.
@@ -403,7 +430,7 @@ public func tagWindows(path: String, model: AnyModel, settings: StreamSettings, 
             plotted.append((start, end, scores))
         }
     }
-    if printer.format == .text { out.write("# \(path) (\(String(format: "%.2f", audio.durationSeconds)) s)\n") }
+    if printer.format == .text { out.write("# \(path) (\(String(printf: "%.2f", audio.durationSeconds)) s)\n") }
     audio.samples.withUnsafeBufferPointer { all in
         var offset = 0
         while offset < all.count, !processor.isComplete, !out.closed {
@@ -423,7 +450,7 @@ public func tagWindows(path: String, model: AnyModel, settings: StreamSettings, 
         do {
             try plot.svg().write(toFile: plotPath, atomically: true, encoding: .utf8)
         } catch {
-            throw StreamSettingsError(description: "\(plotPath): cannot write the plot (\(error.localizedDescription))")
+            throw StreamSettingsError(description: "\(plotPath): cannot write the plot (\(fileErrorReason(error)))")
         }
     }
 }

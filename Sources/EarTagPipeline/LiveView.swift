@@ -2,7 +2,12 @@
 // factor, redrawn after every window into a buffer allocated once (the steady state does not allocate).
 // ref: ECMA-48 control sequences (CUP `ESC [ H`, EL `ESC [ K`, ED `ESC [ J`); xterm private modes 1049
 // (alternate screen) and 25 (cursor visibility).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EarTagModel
 
 /// Draws the live view on a terminal file descriptor; `finish` restores the terminal.
@@ -185,7 +190,7 @@ public final class LiveView: ListenObserver {
         frame.withUnsafeBytes { buf in
             var offset = 0
             while offset < buf.count {
-                let n = Foundation.write(fd, buf.baseAddress! + offset, buf.count - offset)
+                let n = Glibc.write(fd, buf.baseAddress! + offset, buf.count - offset)
                 if n < 0 && errno == EINTR { continue }
                 if n <= 0 { return }
                 offset += n

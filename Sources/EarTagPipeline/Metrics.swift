@@ -1,6 +1,12 @@
 // The listener's metrics: atomics updated by the processing thread, rendered in Prometheus text exposition format.
 // ref: Prometheus "Exposition formats", text-based format version 0.0.4 (HELP/TYPE lines, histogram _bucket/_sum/_count).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import Atomics
 import EarTagModel
 
@@ -169,7 +175,7 @@ public final class ListenMetrics: ListenObserver, @unchecked Sendable {
     /// A number from a small text file (decimal, or hex with or without 0x), nil when unreadable.
     static func readNumber(_ path: String, hex: Bool = false) -> Double? {
         guard let data = FileManager.default.contents(atPath: path),
-              let text = String(data: data.prefix(64), encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
+              let text = String(data: data.prefix(64), encoding: .utf8)?.trimmingWhitespace(),
               !text.isEmpty else { return nil }
         if hex {
             let digits = text.lowercased().hasPrefix("0x") ? String(text.dropFirst(2)) : text
@@ -188,7 +194,7 @@ public final class ListenMetrics: ListenObserver, @unchecked Sendable {
 
     /// A label value with `\`, `"` and newlines escaped.
     static func escape(_ s: String) -> String {
-        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n")
+        s.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"")
+            .replacing("\n", with: "\\n")
     }
 }

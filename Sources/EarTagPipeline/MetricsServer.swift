@@ -1,7 +1,14 @@
 // Serving the metrics: GET /metrics over a tiny HTTP/1.1 server on its own thread, and a textfile for
 // node_exporter written atomically (temporary file + rename) every few seconds.
 // ref: RFC 9112 (HTTP/1.1 message syntax); node_exporter textfile collector (files named *.prom, written atomically).
-import Foundation
+import FoundationEssentials
+import Dispatch
+import EarTagPlatform
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Atomics
 
 /// Where the metrics endpoint listens: a numeric IPv4 or IPv6 address and a port.
@@ -84,7 +91,7 @@ public final class MetricsServer: @unchecked Sendable {
         }
         if rc != 0 || listen(s, 16) != 0 {
             let message = String(cString: strerror(errno)).lowercased()
-            Foundation.close(s)
+            Glibc.close(s)
             throw StreamSettingsError(description: "--metrics \(address.description): cannot listen (\(message))")
         }
         var bound = sockaddr_storage()
@@ -98,11 +105,11 @@ public final class MetricsServer: @unchecked Sendable {
         fd = s
     }
 
-    deinit { Foundation.close(fd) }
+    deinit { Glibc.close(fd) }
 
     /// Serves on a thread of its own until `stop`.
     public func start() {
-        let t = Thread { [self] in
+        DetachedThread.start(name: "eartag-metrics") { [self] in
             while !stopping.load(ordering: .relaxed) {
                 var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
                 guard poll(&p, 1, 100) > 0 else { continue }
@@ -114,8 +121,6 @@ public final class MetricsServer: @unchecked Sendable {
             }
             finished.signal()
         }
-        t.name = "eartag-metrics"
-        t.start()
     }
 
     /// Stops serving (returns once the thread has ended).
@@ -126,7 +131,7 @@ public final class MetricsServer: @unchecked Sendable {
 
     /// Reads one request head (8 KiB and 2 s at most) and answers it.
     private func serve(_ client: Int32) {
-        defer { Foundation.close(client) }
+        defer { Glibc.close(client) }
         var tv = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(client, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
@@ -143,7 +148,7 @@ public final class MetricsServer: @unchecked Sendable {
         let response = Self.respond(to: head, render: render)
         var offset = 0
         while offset < response.count {
-            let n = response.withUnsafeBytes { Foundation.send(client, $0.baseAddress! + offset, $0.count - offset,
+            let n = response.withUnsafeBytes { Glibc.send(client, $0.baseAddress! + offset, $0.count - offset,
                                                                 Int32(MSG_NOSIGNAL)) }
             guard n > 0 else { return }
             offset += n
@@ -216,16 +221,12 @@ public final class MetricsFileWriter: @unchecked Sendable {
 
     /// The underlying POSIX reason of a Foundation write error, when there is one.
     private static func reason(_ error: Error) -> String {
-        let ns = error as NSError
-        if let posix = ns.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(posix.code)))
-        }
-        return ns.localizedDescription
+        fileErrorReason(error)
     }
 
     /// Rewrites the file every interval on a thread of its own until `stop`.
     public func start() {
-        let t = Thread { [self] in
+        DetachedThread.start(name: "eartag-textfile") { [self] in
             var failed = false
             while wakeup.wait(timeout: .now() + interval) == .timedOut, !stopping.load(ordering: .relaxed) {
                 do { try write(); failed = false } catch {
@@ -235,8 +236,6 @@ public final class MetricsFileWriter: @unchecked Sendable {
             }
             finished.signal()
         }
-        t.name = "eartag-metrics-file"
-        t.start()
     }
 
     /// Stops the thread and writes the final values.

@@ -1,6 +1,6 @@
 // Finding the model to run: --model, $EARTAG_MODEL, the configuration file's [model] path, the installed data
 // directory, then Weights/default.safetensors in the current directory (README "Models" states this order).
-import Foundation
+import FoundationEssentials
 import EarTagModel
 
 /// Resolves and loads the model a command should use.

@@ -1,7 +1,14 @@
 // The MQTT 3.1.1 publisher thread: POSIX TCP socket, CONNECT with a last will, keep-alive, QoS 0/1 with PUBACK
 // tracking and DUP redelivery after a reconnect, exponential backoff and a bounded queue while the broker is away.
 // ref: MQTT Version 3.1.1, OASIS Standard: 3.1 (CONNECT, will), 3.3 (PUBLISH, DUP), 4.4 (redelivery on reconnect).
-import Foundation
+import FoundationEssentials
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import Atomics
 
 /// Counters of the MQTT publisher (atomics: written by its thread and by producers, read by the metrics).
@@ -34,7 +41,7 @@ public final class MqttClient: @unchecked Sendable {
     /// Diagnostics sink (stderr or the journal).
     private let log: (LogLevel, String) -> Void
     /// Guards `pending` (held only for O(1) queue operations, never during I/O).
-    private let lock = NSLock()
+    private let lock = Lock()
     /// Unsent messages, oldest first: a ring of `settings.queueCapacity` slots.
     private var pending: [MqttMessage?]
     private var pendingHead = 0
@@ -49,7 +56,7 @@ public final class MqttClient: @unchecked Sendable {
     private let wakeWriteFD: Int32
     /// Ends when the thread has finished.
     private let finished = DispatchSemaphore(value: 0)
-    private var thread: Thread?
+    private var started = false
     /// Monotonic deadline for draining the queue after `close`.
     private var drainDeadline = 0.0
 
@@ -88,19 +95,17 @@ public final class MqttClient: @unchecked Sendable {
     }
 
     deinit {
-        if wakeFD >= 0 { Foundation.close(wakeFD) }
-        if wakeWriteFD >= 0 { Foundation.close(wakeWriteFD) }
+        if wakeFD >= 0 { Glibc.close(wakeFD) }
+        if wakeWriteFD >= 0 { Glibc.close(wakeWriteFD) }
     }
 
     /// Starts the client thread.
     public func start() {
-        let t = Thread { [self] in
+        started = true
+        DetachedThread.start(name: "eartag-mqtt") { [self] in
             run()
             finished.signal()
         }
-        t.name = "eartag-mqtt"
-        thread = t
-        t.start()
     }
 
     /// Queues a message; when the queue is full the oldest unsent message is dropped and counted. O(1), no I/O.
@@ -126,23 +131,23 @@ public final class MqttClient: @unchecked Sendable {
     @discardableResult
     public func close(drain: Bool = true) -> Int {
         skipDrain.store(!drain, ordering: .relaxed)
-        guard thread != nil, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return 0 }
+        guard started, !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return 0 }
         wake()
         finished.wait()
-        thread = nil  // the Thread keeps its closure, which holds self: drop it so the client can be freed
+        started = false  // the thread's closure, which held self, was released when the thread ended
         return stats.queueDepth.load(ordering: .relaxed)
     }
 
     /// Writes a byte to the wake pipe so a waiting `poll` returns (a full pipe already means "wake up").
     private func wake() {
         var one: UInt8 = 1
-        _ = Foundation.write(wakeWriteFD, &one, 1)
+        _ = Glibc.write(wakeWriteFD, &one, 1)
     }
 
     /// Empties the wake pipe.
     private func drainWake() {
         var bytes = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
-        while withUnsafeMutableBytes(of: &bytes, { Foundation.read(wakeFD, $0.baseAddress, $0.count) }) > 0 {}
+        while withUnsafeMutableBytes(of: &bytes, { Glibc.read(wakeFD, $0.baseAddress, $0.count) }) > 0 {}
     }
 
     /// Takes the oldest unsent message, if any.
@@ -347,12 +352,12 @@ final class MqttConnection {
                 }
             }
         } catch {
-            Foundation.close(fd)
+            Glibc.close(fd)
             throw error
         }
     }
 
-    deinit { Foundation.close(fd) }
+    deinit { Glibc.close(fd) }
 
     /// A connected TCP socket to the first address of `host:port` that answers.
     static func connectTCP(host: String, port: Int, timeout: Double) throws -> Int32 {
@@ -373,7 +378,7 @@ final class MqttConnection {
             if s < 0 { lastError = errno; continue }
             let flags = fcntl(s, F_GETFL)
             _ = fcntl(s, F_SETFL, flags | O_NONBLOCK)
-            var ok = Foundation.connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0
+            var ok = Glibc.connect(s, a.pointee.ai_addr, a.pointee.ai_addrlen) == 0
             if !ok && errno == EINPROGRESS {
                 var p = pollfd(fd: s, events: Int16(POLLOUT), revents: 0)
                 if poll(&p, 1, Int32(timeout * 1000)) == 1 {
@@ -392,7 +397,7 @@ final class MqttConnection {
                 _ = fcntl(s, F_SETFL, flags & ~O_NONBLOCK)
                 return s
             }
-            Foundation.close(s)
+            Glibc.close(s)
         }
         throw MqttProtocolError(String(cString: strerror(lastError)))
     }
@@ -401,7 +406,7 @@ final class MqttConnection {
     func send(_ bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Foundation.send(fd, $0.baseAddress! + offset, $0.count - offset,
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset,
                                                              Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }

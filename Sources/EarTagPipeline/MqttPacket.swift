@@ -1,6 +1,11 @@
 // MQTT 3.1.1 control packets: the encoder for what EarTag sends and a strict decoder for what a broker may answer.
 // ref: MQTT Version 3.1.1, OASIS Standard (29 October 2014), sections 2 (format) and 3 (control packets).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// A protocol violation by the broker (or a packet this client must not receive); the connection is dropped.
 public struct MqttProtocolError: Error, CustomStringConvertible, Equatable {

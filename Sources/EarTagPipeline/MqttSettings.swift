@@ -1,5 +1,11 @@
 // `--mqtt mqtt://[USER[:PASSWORD]@]HOST[:PORT]` and the names EarTag publishes under.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// Where and as whom the MQTT publisher connects, and the topics it uses.
 public struct MqttSettings: Equatable, Sendable {
@@ -69,7 +75,7 @@ public struct MqttSettings: Equatable, Sendable {
         func bad(_ why: String) -> StreamSettingsError {
             StreamSettingsError(description: "--mqtt '\(url)': \(why) (expected mqtt://[USER[:PASSWORD]@]HOST[:PORT])")
         }
-        guard let schemeEnd = url.range(of: "://") else { throw bad("not a URL") }
+        guard let schemeEnd = url.firstRange(of: "://") else { throw bad("not a URL") }
         let scheme = url[..<schemeEnd.lowerBound].lowercased()
         if scheme == "mqtts" || scheme == "ssl" { throw bad("TLS is not supported") }
         guard scheme == "mqtt" || scheme == "tcp" else { throw bad("unsupported scheme '\(scheme)'") }
@@ -81,10 +87,10 @@ public struct MqttSettings: Equatable, Sendable {
             let credentials = rest[..<at]
             rest = rest[rest.index(after: at)...]
             let parts = credentials.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let u = String(parts[0]).removingPercentEncoding, !u.isEmpty else { throw bad("empty or malformed user") }
+            guard let u = percentDecoded(String(parts[0])), !u.isEmpty else { throw bad("empty or malformed user") }
             user = u
             if parts.count == 2 {
-                guard let p = String(parts[1]).removingPercentEncoding else { throw bad("malformed password") }
+                guard let p = percentDecoded(String(parts[1])) else { throw bad("malformed password") }
                 password = p
             }
         }

@@ -1,5 +1,11 @@
 // Text and JSON Lines renderings of tagging results.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import EarTagModel
 
 /// How results are printed.
@@ -39,16 +45,16 @@ public struct ResultPrinter {
 
     /// `# FILE (D s)` then `Label: 0.727` lines (ref: EfficientAT inference.py print format), then a blank line.
     private func renderText(_ r: TaggingResult) -> String {
-        var s = "# \(r.file) (\(String(format: "%.2f", r.durationSeconds)) s)\n"
+        var s = "# \(r.file) (\(String(printf: "%.2f", r.durationSeconds)) s)\n"
         for i in r.topIndices(top) {
-            s += "\(labels[i].displayName): \(String(format: "%.3f", r.scores[i]))\n"
+            s += "\(labels[i].displayName): \(String(printf: "%.3f", r.scores[i]))\n"
         }
         if allScores {
             s += "## all scores\n"
-            for i in r.scores.indices { s += "\(labels[i].displayName): \(String(format: "%.6f", r.scores[i]))\n" }
+            for i in r.scores.indices { s += "\(labels[i].displayName): \(String(printf: "%.6f", r.scores[i]))\n" }
         }
         if embedding {
-            s += "## embedding\n" + r.embedding.map { String(format: "%.6f", $0) }.joined(separator: " ") + "\n"
+            s += "## embedding\n" + r.embedding.map { String(printf: "%.6f", $0) }.joined(separator: " ") + "\n"
         }
         return s + "\n"
     }

@@ -1,5 +1,11 @@
 // `eartag tag --window --plot OUT.svg`: the log-mel spectrogram with the top labels' scores over time beneath it.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import EarTagModel
 
 /// Renders one file's spectrogram and per-window scores as a self-contained SVG.
@@ -63,7 +69,7 @@ public struct SpectrogramPlot {
             let points = windows.map { w -> String in
                 let x = left + width * ((w.start + w.end) / 2) / max(total, 1e-9)
                 let y = chartTop + chartHeight * (1 - Double(w.scores[c]))
-                return String(format: "%.1f,%.1f", x, y)
+                return String(printf: "%.1f,%.1f", x, y)
             }.joined(separator: " ")
             s += "<polyline fill=\"none\" stroke=\"\(colour)\" stroke-width=\"2\" points=\"\(points)\"/>\n"
             s += "<text x=\"\(left + width + 12)\" y=\"\(chartTop + 14 + Double(rank) * 18)\" fill=\"\(colour)\">"
@@ -107,8 +113,8 @@ func colourMap(_ v: Float) -> (UInt8, UInt8, UInt8) {
 
 /// Escapes text for SVG.
 func xmlEscape(_ s: String) -> String {
-    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    s.replacing("&", with: "&amp;").replacing("<", with: "&lt;")
+        .replacing(">", with: "&gt;").replacing("\"", with: "&quot;")
 }
 
 /// Minimal PNG encoder: 8-bit RGB, zlib stream of stored (uncompressed) deflate blocks.

@@ -1,5 +1,10 @@
 // The live pipeline's consumer side: samples -> incremental log-mel -> engine -> events -> records.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EarTagFrontend
 import EarTagModel
 import EarTagEngine
@@ -91,7 +96,9 @@ public final class StreamProcessor {
         hopSamples = h
         let rate = Double(model.frontend.sampleRate)
         sampleLimit = settings.durationSeconds.map { Int64(($0 * rate).rounded()) }
-        frontend = try StreamingLogMel(settings: model.frontend, windowSamples: w, hopSamples: h)
+        // One window plus one hop is all the frontend must hold (consume pushes what fits, then takes windows out);
+        // the default 2 x window would double its sample buffer (4 MB instead of 2 MB at W = 10 s).
+        frontend = try StreamingLogMel(settings: model.frontend, windowSamples: w, hopSamples: h, bufferCapacity: w + h)
         engine = try makeEngine(model, maxFrames: frontend.framesPerWindow, threads: settings.threads)
         numClasses = model.architecture.numClasses
         detector = try events.map { try EventDetector(config: $0, numClasses: model.architecture.numClasses) }
@@ -103,6 +110,11 @@ public final class StreamProcessor {
         zeroScores = [Float](repeating: 0, count: engine.numClasses)
         eventStart = [Int64](repeating: 0, count: engine.numClasses)
         level = LevelMeter(blockSize: hop, windowBlocks: w / hop, hopBlocks: h / hop)
+    }
+
+    /// Samples still missing before the next window is complete (at least 1).
+    public var samplesToNextWindow: Int {
+        max(1, Int(frontend.nextWindowStart + Int64(windowSamples) - samplesConsumed))
     }
 
     /// True once the `--duration` limit has been reached.
@@ -118,7 +130,7 @@ public final class StreamProcessor {
         }
         var offset = 0
         while offset < input.count {
-            // The frontend buffers at most 2 windows: push what fits, then take the windows it completes.
+            // The frontend buffers one window plus one hop: push what fits, then take the windows it completes.
             let n = min(input.count - offset, frontend.freeCapacity)
             let chunk = UnsafeBufferPointer(rebasing: input[offset..<(offset + n)])
             frontend.push(chunk)

@@ -1,5 +1,11 @@
 // Records of the live pipeline (windows and events) and their text and JSON Lines renderings.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import EarTagModel
 
 /// One line of `eartag listen` output.
@@ -42,17 +48,17 @@ public struct StreamRecordPrinter {
         switch r {
         case let .window(start, end, scores, level, skipped):
             let head = "[\(seconds(start))-\(seconds(end)) s] window"
-            if skipped { return head + " skipped (level \(String(format: "%.1f", level)) dBFS)" }
+            if skipped { return head + " skipped (level \(String(printf: "%.1f", level)) dBFS)" }
             var s = head + " " + topClassIndices(scores, top).map {
-                "\(labels[$0].displayName): \(String(format: "%.3f", scores[$0]))"
+                "\(labels[$0].displayName): \(String(printf: "%.3f", scores[$0]))"
             }.joined(separator: ", ")
-            if allScores { s += " | all: " + scores.map { String(format: "%.4f", $0) }.joined(separator: " ") }
+            if allScores { s += " | all: " + scores.map { String(printf: "%.4f", $0) }.joined(separator: " ") }
             return s
         case let .start(label, time, _, score):
-            return "[\(seconds(time)) s] start \(labels[label].displayName) (\(String(format: "%.3f", score)))"
+            return "[\(seconds(time)) s] start \(labels[label].displayName) (\(String(printf: "%.3f", score)))"
         case let .end(label, time, _, peak, mean, started):
-            return "[\(seconds(time)) s] end   \(labels[label].displayName) (peak \(String(format: "%.3f", peak)), "
-                + "mean \(String(format: "%.3f", mean)), \(String(format: "%.1f", time - started)) s)"
+            return "[\(seconds(time)) s] end   \(labels[label].displayName) (peak \(String(printf: "%.3f", peak)), "
+                + "mean \(String(printf: "%.3f", mean)), \(String(printf: "%.1f", time - started)) s)"
         }
     }
 
@@ -85,7 +91,7 @@ public struct StreamRecordPrinter {
     }
 
     /// Seconds with millisecond precision, right-aligned.
-    private func seconds(_ v: Double) -> String { String(format: "%9.3f", v) }
+    private func seconds(_ v: Double) -> String { String(printf: "%9.3f", v) }
 }
 
 /// ISO 8601 UTC time with milliseconds.
@@ -95,6 +101,6 @@ func isoTime(_ date: Date) -> String {
     var tmv = tm()
     gmtime_r(&secs, &tmv)
     let ms = Int((t - t.rounded(.down)) * 1000)
-    return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1,
+    return String(printf: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(tmv.tm_year) + 1900, Int(tmv.tm_mon) + 1,
                   Int(tmv.tm_mday), Int(tmv.tm_hour), Int(tmv.tm_min), Int(tmv.tm_sec), ms)
 }

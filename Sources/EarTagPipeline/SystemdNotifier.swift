@@ -1,5 +1,11 @@
 // sd_notify(3) without libsystemd: datagrams to `$NOTIFY_SOCKET`, and journald-friendly diagnostics.
-import Foundation
+import FoundationEssentials
+import EarTagPlatform
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Sends service state notifications (`READY=1`, `WATCHDOG=1`, `STATUS=...`, `STOPPING=1`) to systemd.
 public final class SystemdNotifier: @unchecked Sendable {
@@ -96,7 +102,7 @@ public enum Log {
 
     /// Writes one diagnostic line to standard error.
     public static func write(_ message: String, level: LogLevel) {
-        FileHandle.standardError.write(Data(format(message, level: level).utf8))
+        writeAll(fd: 2, format(message, level: level))
     }
 
     /// An error line.

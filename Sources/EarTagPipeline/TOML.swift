@@ -3,7 +3,13 @@
 // as `[=]`, found by the `listen_config` fuzz target). Dates and times and arrays of tables are refused: EarTag's
 // files use neither.
 // ref: https://toml.io/en/v1.0.0 (the grammar: keys, strings, integers, floats, booleans, arrays, tables).
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 
 /// A TOML value.
 public indirect enum TOMLValue: Equatable, Sendable {
@@ -157,11 +163,11 @@ private struct TOMLParser {
             var it = bytes[pos...].makeIterator()
             var decoder = UTF8()
             if case let .scalarValue(s) = decoder.decode(&it) {
-                return String(format: "non-ASCII character U+%04X", s.value)
+                return String(printf: "non-ASCII character U+%04X", s.value)
             }
             return "a byte that is not UTF-8"
         }
-        if b < 0x20 || b == 0x7F { return String(format: "control character U+%04X", b) }
+        if b < 0x20 || b == 0x7F { return String(printf: "control character U+%04X", b) }
         return "'\(Character(Unicode.Scalar(b)))'"
     }
 
@@ -454,7 +460,7 @@ private struct TOMLParser {
                   bytes[pos..<pos + n].allSatisfy({ isHexDigit($0) }) else {
                 throw fail("\\\(Character(Unicode.Scalar(e))) needs \(n) hexadecimal digits")
             }
-            guard let s = Unicode.Scalar(v) else { throw fail(String(format: "U+%X is not a Unicode scalar value", v)) }
+            guard let s = Unicode.Scalar(v) else { throw fail(String(printf: "U+%X is not a Unicode scalar value", v)) }
             out.append(contentsOf: Array(String(Character(s)).utf8))
             pos += n
         default:
@@ -519,7 +525,7 @@ private struct TOMLParser {
             // Underscores only between digits.
             guard let f = s.first, let l = s.last, ok(f), ok(l), !s.contains("__") else { return nil }
             guard s.allSatisfy({ ok($0) || $0 == "_" }) else { return nil }
-            return s.replacingOccurrences(of: "_", with: "")
+            return String(s.replacing("_", with: ""))
         }
         for (prefix, radix, ok) in [("0x", 16, { (c: Character) in c.isHexDigit }),
                                     ("0o", 8, { (c: Character) in ("0"..."7").contains(c) }),

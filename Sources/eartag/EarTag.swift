@@ -1,6 +1,12 @@
 // The `eartag` command line: parse, call a module, print.
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import EarTagPlatform
 import EarTagModel
 import EarTagEngine
 import EarTagPipeline
@@ -54,7 +60,7 @@ func oneLine(_ error: Error) -> String {
 
 /// Writes text to stdout without buffering surprises between files.
 func emit(_ s: String) {
-    FileHandle.standardOutput.write(Data(s.utf8))
+    writeAll(fd: 1, s)
 }
 
 extension OutputFormat: ExpressibleByArgument {}
@@ -144,7 +150,7 @@ struct Import: ParsableCommand {
     @Option(help: "Model name recorded in the file. Default: from the checkpoint's file name.") var name: String?
 
     /// The parsed `--strides` list.
-    var strideList: [Int] { strides.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
+    var strideList: [Int] { strides.split(separator: ",").compactMap { Int($0.trimmingSpaces()) } }
 
     func validate() throws {
         let parts = strides.split(separator: ",", omittingEmptySubsequences: false)
@@ -222,7 +228,7 @@ struct Labels: ParsableCommand {
     /// A CSV field, quoted when it holds a comma, quote or newline.
     func csvField(_ s: String) -> String {
         guard s.contains(where: { $0 == "," || $0 == "\"" || $0.isNewline }) else { return s }
-        return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        return "\"" + s.replacing("\"", with: "\"\"") + "\""
     }
 }
 

@@ -1,7 +1,13 @@
 // `eartag teach` and `eartag train`: run `eartag-train teach|train` (as `git foo` runs `git-foo`), so the device
 // binary holds no training code. The tool is looked for beside this executable, then on PATH.
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import EarTagPlatform
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Finds and execs `eartag-train`, replacing this process (arguments, stdio and exit status pass through).
 enum TrainingTool {
@@ -12,13 +18,13 @@ enum TrainingTool {
     static func candidates(argv0: String = CommandLine.arguments.first ?? "",
                            environment: [String: String] = ProcessInfo.processInfo.environment) -> [String] {
         var dirs: [String] = []
-        if argv0.contains("/") { dirs.append((argv0 as NSString).deletingLastPathComponent) }
+        if argv0.contains("/") { dirs.append(PathText.deletingLastComponent(argv0)) }
         if let exe = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
-            dirs.append((exe as NSString).deletingLastPathComponent)
+            dirs.append(PathText.deletingLastComponent(exe))
         }
         dirs += (environment["PATH"] ?? "").split(separator: ":").map(String.init).filter { !$0.isEmpty }
         var seen = Set<String>()
-        return dirs.map { ($0 as NSString).appendingPathComponent(name) }.filter { seen.insert($0).inserted }
+        return dirs.map { PathText.appending($0, name) }.filter { seen.insert($0).inserted }
     }
 
     /// Execs `eartag-train SUBCOMMAND ARGUMENTS...`; returns only when it cannot, after a one-line error.

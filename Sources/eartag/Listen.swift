@@ -1,6 +1,12 @@
 // `eartag listen` and `eartag devices`: live tagging from a microphone, stdin or a file.
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import EarTagPlatform
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import EarTagAudio
 import EarTagEvents
 import EarTagModel
@@ -185,7 +191,7 @@ struct Listen: ParsableCommand {
         let modelPath = located.path
         let status = try fail {
             let runner = try ListenRunner(model: model, settings: resolved.settings, events: events, printer: printer,
-                                          modelName: (modelPath as NSString).lastPathComponent)
+                                          modelName: PathText.lastComponent(modelPath))
             if let config {
                 runner.reload = {
                     let next = try self.resolve(try ListenConfig.load(path: config, labels: model.labels))
@@ -240,7 +246,7 @@ struct ListenOutputs {
     /// Sets up every output (binding the metrics port, writing the metrics file once); errors are setup errors.
     init(_ keys: Listen.RestartKeys, model: AnyModel, events: EventConfig, allowList: Bool, modelName: String,
          view rows: Int?) throws {
-        let name = ((modelName as NSString).lastPathComponent as NSString).deletingPathExtension
+        let name = PathText.deletingPathExtension(PathText.lastComponent(modelName))
         let metrics = ListenMetrics(labels: model.labels, version: eartagVersion, model: name)
         if let address = keys.metrics { server = try MetricsServer(address: address, render: metrics.render) }
         if let path = keys.metricsFile {

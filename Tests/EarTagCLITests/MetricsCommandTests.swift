@@ -60,7 +60,7 @@ final class MetricsCommandTests: CLITestCase {
         XCTAssertEqual(p.value("eartag_inference_seconds_count"), 6)
         XCTAssertEqual(p.value("eartag_audio_samples_total"), 320000)
         XCTAssertEqual(p.value("eartag_dropped_samples_total"), 0)
-        XCTAssertEqual(p.value("eartag_ring_capacity_samples"), 262144, "stdin ring: a 5 s window, power of two")
+        XCTAssertEqual(p.value("eartag_ring_capacity_samples"), 65536, "stdin ring: two 1 s hops, power of two")
         XCTAssertGreaterThan(p.value("eartag_real_time_factor") ?? 0, 0)
         XCTAssertLessThan(p.value("eartag_real_time_factor") ?? 1, 1)
         XCTAssertGreaterThan(p.value("eartag_inference_seconds_sum") ?? 0, 0)
