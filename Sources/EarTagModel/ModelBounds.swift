@@ -13,7 +13,8 @@ extension Architecture {
     public static let maxBlocks = 64
 
     /// The first structural problem of this architecture, or nil when the engines can run it: channel counts in
-    /// 1...maxChannels chained block to block (stem -> block 0 -> ... -> last conv), kernel 3 or 5, stride and
+    /// 1...maxChannels chained block to block (stem -> block 0 -> ... -> last conv), a squeeze width no wider than
+    /// its block's expanded channels (the int8 engine's SE scratch relies on it), kernel 3 or 5, stride and
     /// dilation 1 or 2, an mlp head with a hidden width, 1...maxClasses classes, a finite BatchNorm eps in (0, 1].
     // ref: EfficientAT models/mn/model.py _mobilenet_v3_conf (kernels 3/5, strides 1/2, dilation 1/2)
     public func boundsProblem() -> String? {
@@ -33,7 +34,10 @@ extension Architecture {
             guard b.inputChannels == previous else {
                 return "\(name) takes \(b.inputChannels) channels but its input has \(previous)"
             }
-            if let s = b.seChannels, !ok(s) { return "\(name) squeeze width \(s) outside 1...\(Architecture.maxChannels)" }
+            // ref: block_types.py: squeeze = make_divisible(expanded // 4, 8) <= expanded (expanded >= 8 always)
+            if let s = b.seChannels, !(1...b.expandedChannels).contains(s) {
+                return "\(name) squeeze width \(s) outside 1...\(b.expandedChannels) (its expanded channels)"
+            }
             guard b.kernel == 3 || b.kernel == 5 else { return "\(name) kernel \(b.kernel) is not 3 or 5" }
             guard b.stride == 1 || b.stride == 2 else { return "\(name) stride \(b.stride) is not 1 or 2" }
             guard b.dilation == 1 || b.dilation == 2 else { return "\(name) dilation \(b.dilation) is not 1 or 2" }

@@ -145,25 +145,69 @@ final class HostileModelTests: XCTestCase {
         XCTAssertEqual(ran, 8, "benign seeds that loaded and ran")
     }
 
-    /// The `model_metadata` seeds load as float files and run (1 and 8 frames); every input loads or throws.
+    /// The `model_metadata` target's two files for one input (float, int8; tensors zero, weights/variances/scales
+    /// one), or nil when the architecture or frontend does not decode or has over 2^20 elements per tensor.
+    func metadataFiles(_ bytes: [UInt8]) -> [SafetensorsFile]? {
+        let parts = bytes.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
+            .map { String(decoding: $0, as: UTF8.self) }
+        guard parts.count == 3, let arch = try? JSONDecoder().decode(Architecture.self, from: Data(parts[0].utf8)),
+              let frontend = try? JSONDecoder().decode(FrontendSettings.self, from: Data(parts[1].utf8)),
+              arch.expectedTensorShapes().values.allSatisfy({ $0.allSatisfy { $0 >= 0 && $0 <= 1 << 20 } }) else { return nil }
+        var float = floatFile(arch, frontend: frontend)
+        float.metadata["eartag.labels"] = parts[2]
+        var int8 = float
+        int8.metadata["format"] = QuantizedModel.format
+        int8.tensors = [:]
+        if arch.boundsProblem() == nil {
+            for (name, spec) in QuantizedModel.expectedTensors(arch) {
+                let n = spec.shape.reduce(1, *)
+                let bytes = spec.dtype == .f32 && name.hasSuffix("scale")
+                    ? (0..<n).flatMap { _ in HostileModelInputs.le(Float(1).bitPattern) } : [UInt8](repeating: 0, count: n * spec.dtype.size)
+                int8.tensors[name] = SafetensorsTensor(dtype: spec.dtype, shape: spec.shape, bytes: bytes)
+            }
+        }
+        return [float, int8]
+    }
+
+    /// Every `model_metadata` input loads (float and int8) and runs on 1 and 8 frames, or is refused; the three
+    /// seeds load both ways and give finite logits.
     func testModelMetadataFuzzInputs() throws {
         let inputs = FuzzInputs.files("model_metadata")
         XCTAssertFalse(inputs.isEmpty)
         var loaded = 0
         for (path, bytes) in inputs {
-            let parts = bytes.split(separator: 0, maxSplits: 2, omittingEmptySubsequences: false)
-                .map { String(decoding: $0, as: UTF8.self) }
-            guard parts.count == 3, let arch = try? JSONDecoder().decode(Architecture.self, from: Data(parts[0].utf8)),
-                  let frontend = try? JSONDecoder().decode(FrontendSettings.self, from: Data(parts[1].utf8)) else { continue }
-            guard arch.expectedTensorShapes().values.allSatisfy({ $0.allSatisfy { $0 >= 0 && $0 <= 1 << 20 } }) else { continue }
-            var file = floatFile(arch, frontend: frontend)
-            file.metadata["eartag.labels"] = parts[2]
-            guard let model = try? AnyModel.load(file: file, path: path) else { continue }
-            let engine = try makeEngine(model, maxFrames: 8, threads: 1)
-            for frames in [1, 8] { XCTAssert(HostileModelInputs.run(engine, frames: frames).allSatisfy(\.isFinite), path) }
-            loaded += 1
+            for file in metadataFiles(bytes) ?? [] {
+                guard let model = try? AnyModel.load(file: file, path: path) else { continue }
+                let engine = try makeEngine(model, maxFrames: 8, threads: 1)
+                for frames in [1, 8] { XCTAssert(HostileModelInputs.run(engine, frames: frames).allSatisfy(\.isFinite), path) }
+                loaded += 1
+            }
         }
-        XCTAssertEqual(loaded, 3, "model_metadata seeds that loaded and ran")
+        XCTAssertEqual(loaded, 6, "model_metadata seeds that loaded and ran (float and int8)")
+    }
+
+    /// Finding 15: a squeeze width (22) wider than its block's expanded channels (8) made the int8 engine write past
+    /// its SE scratch (ASan heap-buffer-overflow in `Int8Engine.squeezeExcite`); now refused at load and by
+    /// `QuantizedModel.validate`, which `Int8Engine.init` runs for models built in memory too.
+    func testSqueezeWiderThanItsBlockIsRefused() throws {
+        let bytes = try XCTUnwrap(FuzzInputs.file("regressions/model_metadata/se_wider_than_expanded"))
+        let files = try XCTUnwrap(metadataFiles(bytes))
+        for file in files {
+            XCTAssert(refusal(file).contains("block 0 squeeze width 22 outside 1...8"), refusal(file))
+        }
+        var file = files[1]
+        file.metadata["eartag.labels"] = HostileModelInputs.json((0..<3).map { Label(index: $0, mid: "/m/\($0)", displayName: "c\($0)") })
+        let arch = try JSONDecoder().decode(Architecture.self, from: Data(file.metadata["eartag.architecture"]!.utf8))
+        for (name, spec) in QuantizedModel.expectedTensors(arch) {
+            let n = spec.shape.reduce(1, *)
+            file.tensors[name] = SafetensorsTensor(dtype: spec.dtype, shape: spec.shape, bytes: spec.dtype == .f32
+                ? (0..<n).flatMap { _ in HostileModelInputs.le(Float(1).bitPattern) } : [UInt8](repeating: 0, count: n * spec.dtype.size))
+        }
+        let model = QuantizedModel(architecture: arch, frontend: FrontendSettings(), labels: [], name: "se", sourceSHA256: nil,
+                                   tensors: file.tensors)
+        XCTAssertThrowsError(try Int8Engine(model: model, maxFrames: 8)) { error in
+            XCTAssert("\(error)".contains("squeeze width 22"), "\(error)")
+        }
     }
 
     /// Architectures the engines cannot run are refused at load with the problem named (before: division by zero,
