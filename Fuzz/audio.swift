@@ -3,6 +3,7 @@
 // whether the bytes are a stream (placeholder WAV sizes allowed); the rest is the file.
 @testable import EarTagAudio
 
+/// One fuzz input: mode byte, then the audio file.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size >= 2 else { return 0 }

@@ -37,6 +37,7 @@ let specialInts: [Int32] = [0, 1 << 30, -(1 << 30), (1 << 30) + 1, -(1 << 30) - 
 /// Little-endian bytes of a fixed-width integer or float bit pattern.
 func leBytes<T: FixedWidthInteger>(_ v: T) -> [UInt8] { (0..<(T.bitWidth / 8)).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
 
+/// One fuzz input: mode byte, then the tensor value bytes.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size >= 1 else { return 0 }
@@ -53,7 +54,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         defer { cursor += 1 }
         return stream[cursor % stream.count]
     }
+    /// The next value as a float: one of `specialFloats`, or (b - 136) / 32.
     func float() -> Float { let b = next(); return b < 16 ? specialFloats[Int(b)] : Float(Int(b) - 136) / 32 }
+    /// The next value as an int32: one of `specialInts`, or b - 128.
     func int() -> Int32 { let b = next(); return b < 16 ? specialInts[Int(b)] : Int32(b) - 128 }
 
     var frontend = FrontendSettings()

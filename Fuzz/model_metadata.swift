@@ -34,6 +34,7 @@ func runEngine(_ model: AnyModel) {
     }
 }
 
+/// One fuzz input: architecture NUL frontend NUL labels.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let parts = UnsafeBufferPointer(start: data, count: size).split(separator: 0, maxSplits: 2,

@@ -1,8 +1,8 @@
 // Load-time bounds on a model file's architecture and frontend metadata, and on its float tensor values, so the
-// engines can prepare and run blind (setup validates, the steady state never throws). Found by the `model_metadata`
-// and `engine` fuzz targets (docs/robustness.md): without them a file could declare zero or negative channels,
-// blocks whose input is not the previous block's output, kernel 0 or stride 0, or NaN weights, and the engine would
-// divide by zero, read outside its buffers or produce NaN scores.
+// engines can prepare and run blind (setup validates, the steady state never throws). Written with the
+// `model_metadata` and `engine` fuzz targets (docs/robustness.md, findings 10, 11, 15): without them a file could
+// declare zero channels, blocks whose input is not the previous block's output, kernel 0 or stride 0, a squeeze wider
+// than its block, or NaN weights, and the loader or engine would trap, write outside its buffers or score NaN.
 
 extension Architecture {
     /// Largest channel count of any layer (EfficientAT width 4.0 peaks at 5120 in the mlp head).

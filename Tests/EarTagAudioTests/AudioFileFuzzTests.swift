@@ -4,6 +4,7 @@ import XCTest
 @testable import EarTagAudio
 import EarTagTestSupport
 
+/// Audio files from the `audio` fuzz target and the decoding bounds it led to.
 final class AudioFileFuzzTests: XCTestCase {
     /// Decodes one fuzz input exactly as the target does; nil when loadAudio threw.
     static func decode(_ input: [UInt8]) -> DecodedAudio? {

@@ -94,6 +94,7 @@ enum HostileModelInputs {
     }
 }
 
+/// Hostile model files: fuzz replays and the load-time bounds.
 final class HostileModelTests: XCTestCase {
     /// A valid float model file for `arch` (weights 0.25, BatchNorm identity-like), with `frontend`.
     func floatFile(_ arch: Architecture, frontend: FrontendSettings = FrontendSettings()) -> SafetensorsFile {
