@@ -226,7 +226,7 @@ test-systemd: deb
 FUZZ_SECONDS ?= 60
 FUZZ_SCRATCH := .build-fuzz/spm
 FUZZ_OUT := .build-fuzz/bin
-FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream teacher_store
+FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream teacher_store audio model_metadata engine
 FUZZ_FLAGS := -sanitize=fuzzer,address
 FUZZ_LIBS := -lsndfile -lsoxr -lasound -lfftw3f -lstdc++
 FUZZ_OPTS := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
@@ -269,5 +269,5 @@ fuzz: fuzz-build
 fuzz-run-one:
 	@mkdir -p .build-fuzz/corpus/$(T) .build-fuzz/artifacts/$(T)
 	@echo "=== fuzz $(T) for $(FUZZ_SECONDS) s"
-	$(FUZZ_OUT)/$(T) $(FUZZ_OPTS) $(FUZZ_OPTS_$(T)) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.build-fuzz/artifacts/$(T)/ \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/Fuzz/lsan-suppressions.txt $(FUZZ_OUT)/$(T) $(FUZZ_OPTS) $(FUZZ_OPTS_$(T)) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=.build-fuzz/artifacts/$(T)/ \
 	  .build-fuzz/corpus/$(T) Fuzz/corpus/$(T) $(wildcard Fuzz/regressions/$(T))

@@ -98,7 +98,9 @@ func decode(_ file: SoundFile, targetRate: Int, maxDurationSeconds: Double,
     guard targetRate > 0 else {
         throw AudioError.invalidParameters(file: name, detail: "target rate \(targetRate) Hz")
     }
-    guard info.sampleRate > 0, info.channels > 0, info.channels <= AudioLimits.maxChannels else {
+    // The stdin decoder's rate range: below it a tiny file could resample into hours of output.
+    guard PCMStreamFormat.rateRange.contains(info.sampleRate), info.channels > 0,
+          info.channels <= AudioLimits.maxChannels else {
         throw AudioError.invalidParameters(file: name, detail: "\(info.sampleRate) Hz, \(info.channels) channel(s)")
     }
     guard info.frames > 0 else { throw AudioError.noSamples(file: name) }
@@ -112,7 +114,9 @@ func decode(_ file: SoundFile, targetRate: Int, maxDurationSeconds: Double,
                                         refuseBeyondLimit: !known, maxDurationSeconds: maxDurationSeconds)
     let frames = interleaved.count / info.channels
     if frames == 0 { throw AudioError.noSamples(file: name) }
-    let mono = downmixToMono(interleaved, channels: info.channels)
+    var mono = downmixToMono(interleaved, channels: info.channels)
+    // Float files may hold NaN, inf or huge values: the same finite, clamped samples the stdin decoder gives.
+    mono.withUnsafeMutableBufferPointer { _ = sanitiseSamples($0.baseAddress!, count: $0.count) }
     let samples: [Float]
     do {
         samples = try Resampler.resample(mono, from: info.sampleRate, to: targetRate)
@@ -131,8 +135,9 @@ func readAllFrames(_ file: SoundFile, limit: Int, refuseBeyondLimit: Bool,
     let channels = file.info.channels
     let block = 1 << 16
     var out = [Float]()
-    // Never trust a header for the allocation: reserve at most 2^22 frames, grow only as data really arrives.
-    out.reserveCapacity(min(refuseBeyondLimit ? block : limit, 1 << 22) * channels)
+    // Never trust a header for the allocation: reserve at most 2^22 samples (16 MB, whatever the channel count),
+    // grow only as data really arrives.
+    out.reserveCapacity(min(refuseBeyondLimit ? block : limit, (1 << 22) / channels) * channels)
     var scratch = [Float](repeating: 0, count: block * channels)
     var total = 0
     while total < limit || refuseBeyondLimit {
@@ -151,6 +156,20 @@ func readAllFrames(_ file: SoundFile, limit: Int, refuseBeyondLimit: Bool,
         if got < want { break }
     }
     return out
+}
+
+/// Replaces NaN/inf by 0 and clamps to +-`PCMStreamDecoder.floatLimit` in place; returns how many samples changed.
+/// Invariant afterwards: every sample is finite with |x| <= floatLimit (1024).
+func sanitiseSamples(_ p: UnsafeMutablePointer<Float>, count: Int) -> Int {
+    let limit = PCMStreamDecoder.floatLimit
+    var changed = 0
+    for i in 0..<count {
+        let v = p[i]
+        if v.isFinite && abs(v) <= limit { continue }
+        p[i] = v.isFinite ? (v > 0 ? limit : -limit) : 0
+        changed += 1
+    }
+    return changed
 }
 
 /// Channel mean in float32, librosa `to_mono` (`np.mean(y, axis=0)`): sum channels in order, then divide by count.

@@ -533,13 +533,7 @@ public final class PCMStreamDecoder {
 
     /// Replaces NaN/inf by 0 and clamps to +-floatLimit (float encodings only; also catches overflow in the sum).
     private func sanitise(_ dst: UnsafeMutablePointer<Float>, _ frames: Int) {
-        let limit = Self.floatLimit
-        for f in 0..<frames {
-            let v = dst[f]
-            if v.isFinite && abs(v) <= limit { continue }
-            dst[f] = v.isFinite ? (v > 0 ? limit : -limit) : 0
-            sanitisedSamples += 1
-        }
+        sanitisedSamples += Int64(sanitiseSamples(dst, count: frames))
     }
 }
 

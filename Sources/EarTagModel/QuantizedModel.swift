@@ -116,10 +116,12 @@ public struct QuantizedModel: Sendable {
         return t
     }
 
-    /// Checks every tensor against `expectedTensors`: presence, dtype, shape, no extras; scales finite and > 0;
+    /// Checks the architecture bounds (`boundsProblem`), then every tensor against `expectedTensors`: presence, dtype, shape, no extras; scales finite and > 0;
     /// zero points in -128...127. Errors name the tensor.
     public func validate(path: String) throws {
         func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
+        // Also reached by `Int8Engine.init` for models built in memory: the engine's buffers rely on these bounds.
+        if let problem = architecture.boundsProblem() { throw bad("architecture: \(problem)") }
         guard labels.count == architecture.numClasses else {
             throw bad("\(labels.count) labels but the architecture has \(architecture.numClasses) classes")
         }

@@ -284,6 +284,7 @@ public enum ModelFile {
             guard let values = t.float32Values() else { throw bad("tensor '\(n)' is \(t.dtype.rawValue), expected F32") }
             tensors[n] = Tensor(shape: t.shape, data: values)
         }
+        if let problem = floatTensorProblem(tensors) { throw bad(problem) }
         return FloatModel(architecture: architecture, frontend: meta.frontend, labels: labels, tensors: tensors,
                           sourceSHA256: meta.sourceSHA256, name: meta.name)
     }
@@ -316,6 +317,8 @@ struct ModelMetadata {
         guard let n = file.metadata["eartag.name"] else { throw bad("metadata 'eartag.name' is missing") }
         name = n
         guard architecture.family == "mn" else { throw bad("architecture family '\(architecture.family)' is not supported") }
+        if let problem = architecture.boundsProblem() { throw bad("metadata 'eartag.architecture': \(problem)") }
+        if let problem = frontend.boundsProblem() { throw bad("metadata 'eartag.frontend': \(problem)") }
         sourceSHA256 = file.metadata["eartag.source_sha256"]
     }
 }
