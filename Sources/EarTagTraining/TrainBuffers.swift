@@ -73,17 +73,10 @@ public struct TrainingRandom: RandomNumberGenerator, Sendable {
     private var s: (UInt64, UInt64, UInt64, UInt64)
 
     /// A generator whose whole sequence is fixed by `seed`.
+    /// The state comes from SplitMix64 (ref: Vigna, "xoshiro / xoroshiro generators", seeding recommendation).
     public init(seed: UInt64) {
-        var x = seed
-        /// SplitMix64 step. ref: Vigna, "xoshiro / xoroshiro generators", seeding recommendation.
-        func next() -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        s = (next(), next(), next(), next())
+        var seeder = SplitMix64(seed: seed)
+        s = (seeder.next(), seeder.next(), seeder.next(), seeder.next())
     }
 
     /// Next 64 random bits. ref: https://prng.di.unimi.it/xoshiro256starstar.c
