@@ -36,7 +36,9 @@ let package = Package(
         .target(name: "EarTagFrontend", dependencies: ["CFFTW", "EarTagModel", "EarTagPlatform"],
                 swiftSettings: kernelSettings),
         .target(name: "EarTagModel", dependencies: ["EarTagPlatform"]),
-        .target(name: "EarTagKernels", swiftSettings: kernelSettings),
+        // `-enable-builtin-module`: the dot4 kernel reaches LLVM's vpdpbusd intrinsic (Int8Dot4.swift).
+        .target(name: "EarTagKernels",
+                swiftSettings: kernelSettings + [.unsafeFlags(["-Xfrontend", "-enable-builtin-module"])]),
         .target(name: "EarTagEngine", dependencies: ["EarTagModel", "EarTagKernels", "EarTagPlatform"],
                 swiftSettings: kernelSettings),
         .target(name: "EarTagEvents", dependencies: ["EarTagModel", "EarTagPlatform"]),

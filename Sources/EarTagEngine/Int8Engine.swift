@@ -25,12 +25,25 @@ struct S8LayerPlan {
     var inputZeroPoint: Int32
     /// Weights as exact floats for the vector kernels (1x1: `s8_pack_conv1x1_16`; depthwise/stem: `s8_pack_dwconv`).
     var packed: [Float]
+    /// 1x1 weights packed for the dot4 kernel (`s8_pack_conv1x1_dot4`) and its corrections; empty unless that kernel
+    /// runs this layer (`s8Dot4IsNative`, 8-bit weights, not `reference`).
+    var dot4: [Int8] = []
+    var dot4Correction: [Int32] = []
+    /// 1x1 weights packed for the dot2 kernel (`s8_pack_conv1x1_dot2`): 12-bit layers when `s8Dot4IsNative`.
+    var dot2: [Int16] = []
 
-    /// The plan keeping only the weights its runs read: `packed` when the vector kernels run it (not `reference`
-    /// and `vectorExact`), else the int16 `weights` (for mn04_as the other form was 2 MB of int16 or 4 MB of floats).
+    /// The plan keeping only the weights its runs read: `dot4`/`dot2` when a dot kernel runs it, `packed` when the
+    /// float-lane vector kernels do (not `reference` and `vectorExact`), else the int16 `weights` (for mn04_as the
+    /// other forms were 2 MB of int16 or 4 MB of floats).
     func keepingRunWeights(reference: Bool) -> S8LayerPlan {
         var p = self
-        if !reference && vectorExact { p.weights = [] } else { p.packed = [] }
+        if !dot4.isEmpty || !dot2.isEmpty {
+            p.weights = []; p.packed = []
+        } else if !reference && vectorExact {
+            p.weights = []
+        } else {
+            p.packed = []
+        }
         return p
     }
 }
@@ -82,6 +95,10 @@ public final class Int8Engine {
     private let centered: UnsafeMutableBufferPointer<Float>
     /// Widened input rows of the 1x1 kernel (vector path).
     private let gemmScratch: UnsafeMutableBufferPointer<Float>
+    /// Unsigned input rows of the dot4 1x1 kernel.
+    private let dot4Scratch: UnsafeMutableBufferPointer<UInt8>
+    /// Int16 input rows of the dot2 1x1 kernel.
+    private let dot2Scratch: UnsafeMutableBufferPointer<Int16>
     private let floats: UnsafeMutableBufferPointer<Float>
     private let pooled, hiddenQ: UnsafeMutableBufferPointer<Int8>
     /// Names of the layers, for `debugCapture` (per block expand/depthwise/project-or-add; the last conv).
@@ -142,8 +159,25 @@ public final class Int8Engine {
             let maxW = Int(w.map { abs(Int32($0)) }.max() ?? 0)
             let exact = tapMajor ? s8_float_sums_exact(k: kernel * kernel, maxInput: 255, maxWeight: maxW)
                                  : s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: maxW)
-            return (S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
-                                inputZeroPoint: input.1, packed: packed).keepingRunWeights(reference: referenceKernels), o)
+            var plan = S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
+                                   inputZeroPoint: input.1, packed: packed)
+            if !tapMajor && s8Dot4IsNative && !referenceKernels && maxW <= 127 {
+                plan.dot4 = [Int8](repeating: 0, count: s8_packed_conv1x1_dot4_count(cin: cin, cout: cout))
+                plan.dot4Correction = [Int32](repeating: 0, count: s8_conv1x1_dot4_correction_count(cout: cout))
+                w.withUnsafeBufferPointer { wi in
+                    plan.dot4.withUnsafeMutableBufferPointer { pk in
+                        plan.dot4Correction.withUnsafeMutableBufferPointer {
+                            s8_pack_conv1x1_dot4(weights: wi, cin: cin, cout: cout, packed: pk, correction: $0)
+                        }
+                    }
+                }
+            } else if !tapMajor && s8Dot4IsNative && !referenceKernels {
+                plan.dot2 = [Int16](repeating: 0, count: s8_packed_conv1x1_dot2_count(cin: cin, cout: cout))
+                w.withUnsafeBufferPointer { wi in
+                    plan.dot2.withUnsafeMutableBufferPointer { s8_pack_conv1x1_dot2(weights: wi, cin: cin, cout: cout, packed: $0) }
+                }
+            }
+            return (plan.keepingRunWeights(reference: referenceKernels), o)
         }
         /// The activation of a block (or the stem, which uses hardswish).
         func activation(_ a: Activation) -> S8Activation { a == .relu ? .relu : .hardswish }
@@ -230,6 +264,10 @@ public final class Int8Engine {
         melQ = bytes(melBins * maxFrames)
         centered = floatBuffer(largestCentered)
         gemmScratch = floatBuffer(s8_conv1x1_scratch_count(cin: widest))
+        dot4Scratch = .allocate(capacity: s8_conv1x1_dot4_scratch_count(cin: widest))
+        dot4Scratch.initialize(repeating: 0)
+        dot2Scratch = .allocate(capacity: s8_conv1x1_dot2_scratch_count(cin: widest))
+        dot2Scratch.initialize(repeating: 0)
         // Each map buffer sized for its role (as FloatEngine's): block inputs/outputs, expansions, depthwise outputs.
         let sizes = FloatEngine.bufferSizes(arch, melBins: melBins, frames: maxFrames,
                                             expands: plans.map { $0.expand != nil })
@@ -244,6 +282,7 @@ public final class Int8Engine {
     deinit {
         for b in [melQ, mapA, mapB, mapC, mapD, pooled, hiddenQ] { b.deallocate() }
         sums.deallocate(); gate.deallocate(); floats.deallocate(); centered.deallocate(); gemmScratch.deallocate()
+        dot4Scratch.deallocate(); dot2Scratch.deallocate()
     }
 
     /// Multiply-accumulates of one run over `frames` frames (same count as FloatEngine's).
@@ -272,7 +311,20 @@ public final class Int8Engine {
     private func pointwise(_ l: S8LayerPlan, input: UnsafeMutableBufferPointer<Int8>, pixels: Int,
                            residual: UnsafeMutableBufferPointer<Int8>? = nil, output: UnsafeMutableBufferPointer<Int8>) {
         let r = residual.map { UnsafeBufferPointer($0) }
-        if vector(l) {
+        if !l.dot4.isEmpty {
+            l.dot4.withUnsafeBufferPointer { w in
+                l.dot4Correction.withUnsafeBufferPointer { k in
+                    s8_conv1x1_8x16_dot4(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w,
+                                         correction: k, cout: l.cout, epilogue: l.epilogue, residual: r,
+                                         scratch: dot4Scratch, output: output)
+                }
+            }
+        } else if !l.dot2.isEmpty {
+            l.dot2.withUnsafeBufferPointer { w in
+                s8_conv1x1_8x16_dot2(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w,
+                                     cout: l.cout, epilogue: l.epilogue, residual: r, scratch: dot2Scratch, output: output)
+            }
+        } else if vector(l) {
             l.packed.withUnsafeBufferPointer { w in
                 s8_conv1x1_8x16_simd(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w, cout: l.cout,
                                      epilogue: l.epilogue, residual: r, scratch: gemmScratch, output: output)
