@@ -194,49 +194,62 @@ func s8_conv1x1_8x16_dotTiles(
     epilogue.scale.withUnsafeBufferPointer { scale in
         epilogue.biasF.withUnsafeBufferPointer { biasF in
             let sp = scale.baseAddress!, bp = biasF.baseAddress!
-            var p = 0
-            while p < pixels {
-                let n = min(8, pixels - p)
-                for i in 0..<n {
-                    if words {
-                        s8_widen_int16(x + (p + i) * cin, count: cin, to: (scratch + i * pitch).assumingMemoryBound(to: Int16.self))
-                    } else {
-                        s8_offset_bytes(x + (p + i) * cin, count: cin, to: (scratch + i * pitch).assumingMemoryBound(to: UInt8.self))
+            /// All tiles with the layer's activation as a constant (one specialized copy per activation).
+            @inline(__always) func tiles(_ act: S8Activation) {
+                var p = 0
+                while p < pixels {
+                    let n = pixels - p < 8 ? pixels - p : 8
+                    for i in 0..<n {
+                        if words {
+                            s8_widen_int16(x + (p + i) * cin, count: cin, to: (scratch + i * pitch).assumingMemoryBound(to: Int16.self))
+                        } else {
+                            s8_offset_bytes(x + (p + i) * cin, count: cin, to: (scratch + i * pitch).assumingMemoryBound(to: UInt8.self))
+                        }
                     }
+                    // Rows past the tail repeat the last pixel (computed, not stored).
+                    let r = UnsafeRawPointer(scratch)
+                    /// Scratch row i, or the last one past the tail.
+                    @_transparent func row(_ i: Int) -> UnsafeRawPointer { r + (i < n ? i : n - 1) * pitch }
+                    let r0 = r, r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7)
+                    for b in 0..<((cout + 15) / 16) {
+                        var a0 = SIMD16<Int32>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+                        var wp = w + b * steps * 64
+                        var off = 0
+                        /// One step of one row: the row's 4 bytes at `off` broadcast, times the weight vector.
+                        @_transparent func dot(_ acc: SIMD16<Int32>, _ row: UnsafeRawPointer, _ wv: SIMD16<Int32>) -> SIMD16<Int32> {
+                            let v = SIMD16<Int32>(repeating: row.loadUnaligned(fromByteOffset: off, as: Int32.self))
+                            return words ? s8_dot2_16(acc, v, wv) : s8_dot4_16(acc, v, wv)
+                        }
+                        for _ in 0..<steps {
+                            let wv = wp.loadUnaligned(as: SIMD16<Int32>.self)
+                            a0 = dot(a0, r0, wv); a1 = dot(a1, r1, wv); a2 = dot(a2, r2, wv); a3 = dot(a3, r3, wv)
+                            a4 = dot(a4, r4, wv); a5 = dot(a5, r5, wv); a6 = dot(a6, r6, wv); a7 = dot(a7, r7, wv)
+                            wp += 64; off += 4
+                        }
+                        let c0 = b * 16, lanes = cout - c0 < 16 ? cout - c0 : 16
+                        let k = correction.map { UnsafeRawPointer($0 + c0).loadUnaligned(as: SIMD16<Int32>.self) } ?? SIMD16()
+                        var at = p * cout + c0
+                        /// Requantizes and stores one row of the tile at `at`.
+                        @_transparent func emit(_ a: SIMD16<Int32>) {
+                            s8_emit16(s8_float16(a &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at },
+                                      lanes: lanes, output: o + at, activation: act)
+                        }
+                        emit(a0)
+                        if n > 1 { at += cout; emit(a1) }
+                        if n > 2 { at += cout; emit(a2) }
+                        if n > 3 { at += cout; emit(a3) }
+                        if n > 4 { at += cout; emit(a4) }
+                        if n > 5 { at += cout; emit(a5) }
+                        if n > 6 { at += cout; emit(a6) }
+                        if n > 7 { at += cout; emit(a7) }
+                    }
+                    p += n
                 }
-                // Rows past the tail repeat the last pixel (computed, not stored).
-                let r = UnsafeRawPointer(scratch)
-                let r0 = r, r1 = r + min(1, n - 1) * pitch, r2 = r + min(2, n - 1) * pitch, r3 = r + min(3, n - 1) * pitch
-                let r4 = r + min(4, n - 1) * pitch, r5 = r + min(5, n - 1) * pitch, r6 = r + min(6, n - 1) * pitch
-                let r7 = r + min(7, n - 1) * pitch
-                for b in 0..<((cout + 15) / 16) {
-                    var a0 = SIMD16<Int32>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
-                    var wp = w + b * steps * 64
-                    var off = 0
-                    /// One step of one row: the row's 4 bytes at `off` broadcast, times the weight vector.
-                    @_transparent func dot(_ acc: SIMD16<Int32>, _ row: UnsafeRawPointer, _ wv: SIMD16<Int32>) -> SIMD16<Int32> {
-                        let v = SIMD16<Int32>(repeating: row.loadUnaligned(fromByteOffset: off, as: Int32.self))
-                        return words ? s8_dot2_16(acc, v, wv) : s8_dot4_16(acc, v, wv)
-                    }
-                    for _ in 0..<steps {
-                        let wv = wp.loadUnaligned(as: SIMD16<Int32>.self)
-                        a0 = dot(a0, r0, wv); a1 = dot(a1, r1, wv); a2 = dot(a2, r2, wv); a3 = dot(a3, r3, wv)
-                        a4 = dot(a4, r4, wv); a5 = dot(a5, r5, wv); a6 = dot(a6, r6, wv); a7 = dot(a7, r7, wv)
-                        wp += 64; off += 4
-                    }
-                    let c0 = b * 16, lanes = min(16, cout - c0)
-                    let k = correction.map { UnsafeRawPointer($0 + c0).loadUnaligned(as: SIMD16<Int32>.self) } ?? SIMD16()
-                    var at = p * cout + c0
-                    s8_emit16(s8_float16(a0 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at)
-                    if n > 1 { at += cout; s8_emit16(s8_float16(a1 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at) }
-                    if n > 2 { at += cout; s8_emit16(s8_float16(a2 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at) }
-                    if n > 3 { at += cout; s8_emit16(s8_float16(a3 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at) }
-                    if n > 4 { at += cout; s8_emit16(s8_float16(a4 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at) }
-                    if n > 5 { at += cout; s8_emit16(s8_float16(a5 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at) }
-                    if n > 6 { at += cout; s8_emit16(s8_float16(a6 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at) }
-                    if n > 7 { at += cout; s8_emit16(s8_float16(a7 &- k), epilogue, scale: sp, biasF: bp, c0: c0, residual: res.map { $0 + at }, lanes: lanes, output: o + at) }
-                }
-                p += n
+            }
+            switch epilogue.activation {
+            case .none: tiles(.none)
+            case .relu: tiles(.relu)
+            case .hardswish: tiles(.hardswish)
             }
         }
     }

@@ -119,14 +119,15 @@ public struct S8Epilogue: Sendable {
 
 /// Vector epilogue of 16 channels starting at `c0`: `sum` holds the exact float sums without bias; `scale` and
 /// `biasF` point at the padded epilogue arrays; `residual` at the 16 (or `lanes`) residual values. Same float
-/// operations, in the same order, as `S8Epilogue.apply`.
+/// operations, in the same order, as `S8Epilogue.apply`. `activation`, when given, must equal `e.activation`: kernels
+/// pass it as a constant so that the compiler specializes their tile loops per activation.
 @_transparent
 func s8_epilogue16(_ sum: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<Float>, biasF: UnsafePointer<Float>,
-                   c0: Int, residual: UnsafePointer<Int8>?, lanes: Int) -> SIMD16<Int32> {
+                   c0: Int, residual: UnsafePointer<Int8>?, lanes: Int, activation: S8Activation? = nil) -> SIMD16<Int32> {
     let s = UnsafeRawPointer(scale + c0).loadUnaligned(as: SIMD16<Float>.self)
     let b = UnsafeRawPointer(biasF + c0).loadUnaligned(as: SIMD16<Float>.self)
     var y = (sum + b) * s
-    switch e.activation {
+    switch activation ?? e.activation {
     case .none: break
     case .relu: y = s8_max16(y, 0)
     case .hardswish: y = y * s8_clamp16(y + 3, 0, 6) * (1 / 6 as Float)
@@ -174,8 +175,10 @@ func s8_load16(_ r: UnsafePointer<Int8>, lanes: Int) -> SIMD16<Float> {
 /// read at `r`): `s8_epilogue16` then `s8_store16`.
 @_transparent
 func s8_emit16(_ a: SIMD16<Float>, _ e: S8Epilogue, scale: UnsafePointer<Float>, biasF: UnsafePointer<Float>, c0: Int,
-               residual r: UnsafePointer<Int8>?, lanes: Int, output o: UnsafeMutablePointer<Int8>) {
-    s8_store16(s8_epilogue16(a, e, scale: scale, biasF: biasF, c0: c0, residual: r, lanes: lanes), o, lanes: lanes)
+               residual r: UnsafePointer<Int8>?, lanes: Int, output o: UnsafeMutablePointer<Int8>,
+               activation: S8Activation? = nil) {
+    s8_store16(s8_epilogue16(a, e, scale: scale, biasF: biasF, c0: c0, residual: r, lanes: lanes, activation: activation),
+               o, lanes: lanes)
 }
 
 // MARK: - 1x1 conv (GEMM)
