@@ -91,7 +91,7 @@ public final class Int8Engine {
     private let sums: UnsafeMutableBufferPointer<Int32>
     /// Per-channel SE requantization multipliers (gate * s_in / s_out).
     private let gate: UnsafeMutableBufferPointer<Float>
-    /// Centered float copy of the depthwise / stem input (vector path).
+    /// Centered float copy of the stem's input plane and of each depthwise band's input rows (vector path).
     private let centered: UnsafeMutableBufferPointer<Float>
     /// Widened input rows of the 1x1 kernel (vector path).
     private let gemmScratch: UnsafeMutableBufferPointer<Float>
@@ -247,10 +247,13 @@ public final class Int8Engine {
                           vectorExact: s8_float_sums_exact(k: oshape[1], maxInput: 128, maxWeight: maxOut),
                           inputZeroPoint: x.1, packed: outPacked).keepingRunWeights(reference: referenceKernels)
 
-        var widest = 0, largestCentered = melBins * maxFrames
+        // Centered floats: the stem's plane, or one depthwise band (at most 65 536 floats, or the kernel's span of
+        // rows when a single row is wider; see `run`).
+        let span = arch.blocks.map { 1 + ($0.kernel - 1) * $0.dilation }.max() ?? 1
+        var widest = 0, largestCentered = max(melBins * maxFrames, 65_536)
         for l in FloatEngine.layerShapes(arch, melBins: melBins, frames: maxFrames) {
             widest = max(widest, l.channels)
-            largestCentered = max(largestCentered, l.rows * l.cols * s8_dw_pitch(l.channels))
+            largestCentered = max(largestCentered, span * l.cols * s8_dw_pitch(l.channels))
         }
         widest = max(widest, arch.lastConvChannels, arch.headHiddenChannels ?? 0, out.cin)
         /// A zeroed int8 buffer.
@@ -382,12 +385,24 @@ public final class Int8Engine {
                                         dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: 0..<orows)
                 }
             } else {
-                s8_center_f32(input: UnsafeBufferPointer(dwIn), pixels: rows * cols, channels: d.cout,
-                              zeroPoint: d.inputZeroPoint, centered: centered)
-                d.packed.withUnsafeBufferPointer { w in
-                    s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols, channels: d.cout,
-                                      packed: w, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
-                                      epilogue: d.epilogue, output: mapD, rows: 0..<orows)
+                // Bands of output rows whose centered input rows fit in 256 KB (in L2), instead of a centered copy
+                // of the whole map (4 MB at mn04's second block).
+                let rowFloats = cols * s8_dw_pitch(d.cout), span = (b.kernel - 1) * b.dilation
+                let band = max(1, (max(1, 65_536 / rowFloats) - span) / b.stride)
+                var r0 = 0
+                while r0 < orows {
+                    let band = r0..<min(orows, r0 + band)
+                    let inRows = s8_dw_input_rows(band, height: rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+                    s8_center_f32(input: UnsafeBufferPointer(rebasing: dwIn[(inRows.lowerBound * cols * d.cout)...]),
+                                  pixels: inRows.count * cols, channels: d.cout, zeroPoint: d.inputZeroPoint,
+                                  centered: centered)
+                    d.packed.withUnsafeBufferPointer { w in
+                        s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
+                                            channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
+                                            dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
+                                            centeredFirstRow: inRows.lowerBound)
+                    }
+                    r0 = band.upperBound
                 }
             }
             let n = orows * ocols

@@ -349,23 +349,36 @@ public func s8_center_f32(input: UnsafeBufferPointer<Int8>, pixels: Int, channel
     }
 }
 
+/// Input rows [lo, hi) that output rows `rows` of a depthwise conv read (clamped to the input).
+public func s8_dw_input_rows(_ rows: Range<Int>, height h: Int, kernel k: Int, stride s: Int, dilation d: Int) -> Range<Int> {
+    let pad = (k - 1) / 2 * d
+    let lo = max(0, rows.lowerBound * s - pad), hi = min(h, (rows.upperBound - 1) * s - pad + (k - 1) * d + 1)
+    return lo..<max(lo, hi)
+}
+
 /// Vectorized int8 depthwise conv over output rows `rows`, bit-exact with `s8_dwconv_reference`: reads the centered
-/// floats of `s8_center_f32` and the weights of `s8_pack_dwconv`; 16 channels per vector. Interior output pixels
+/// floats of `s8_center_f32` (only the input rows that `rows` need, starting at input row `centeredFirstRow`, so that
+/// callers can center band by band and keep the floats in cache) and the weights of `s8_pack_dwconv`; 16 channels per
+/// vector. Interior output pixels
 /// (every horizontal tap inside the input) go in tiles of 4 along the row, so each weight vector loaded serves four
 /// fused multiply-adds; border pixels take the one-pixel path with their taps clamped. Exact sums (25 taps of
 /// |w (x - zp)| <= 2047 * 255 stay below 2^24); padded taps skipped like the reference; epilogue `s8_epilogue16`.
 public func s8_dwconv_4x16_simd(
     centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int, channels c: Int,
     packed: UnsafeBufferPointer<Float>, kernel k: Int, stride s: Int, dilation d: Int, epilogue: S8Epilogue,
-    output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>
+    output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>, centeredFirstRow first: Int = 0
 ) {
     let pad = (k - 1) / 2 * d, pitch = s8_dw_pitch(c)
     let ho = f32_conv_out_size(h, kernel: k, stride: s, dilation: d)
     let wo = f32_conv_out_size(w, kernel: k, stride: s, dilation: d)
-    precondition(centered.count >= h * w * pitch && output.count >= ho * wo * c && packed.count >= k * k * pitch)
+    precondition(output.count >= ho * wo * c && packed.count >= k * k * pitch)
     precondition(rows.lowerBound >= 0 && rows.upperBound <= ho && epilogue.channels == c)
     guard c > 0, !rows.isEmpty else { return }
-    let xb = UnsafeRawPointer(centered.baseAddress!), wb = UnsafeRawPointer(packed.baseAddress!)
+    let needed = s8_dw_input_rows(rows, height: h, kernel: k, stride: s, dilation: d)
+    precondition(first <= needed.lowerBound && centered.count >= (needed.upperBound - first) * w * pitch,
+                 "centered rows do not cover the input rows of output rows \(rows)")
+    // Row iy of the input is row iy - first of `centered`.
+    let xb = UnsafeRawPointer(centered.baseAddress!) - 4 * first * w * pitch, wb = UnsafeRawPointer(packed.baseAddress!)
     let o = output.baseAddress!
     // Interior columns: ox * s - pad >= 0 and ox * s - pad + (k - 1) * d <= w - 1.
     let interiorLo = (pad + s - 1) / s
