@@ -261,6 +261,29 @@ final class Int8VectorKernelTests: XCTestCase {
                                       dilation: d, epilogue: e, output: o, rows: 0..<ho)
                 }
                 XCTAssertEqual(ref, vec, "seed \(seed) c\(c) k\(k) s\(st) d\(d) \(h)x\(w)")
+                // Band by band, each band's input rows centered alone at the start of the buffer (as Int8Engine runs it).
+                var banded = [Int8](repeating: 1, count: ho * wo * c), band = [Float](repeating: 7, count: h * w * pitch)
+                var r0 = 0
+                while r0 < ho {
+                    let rows = r0..<min(ho, r0 + Int.random(in: 1...3, using: &rng))
+                    let inRows = s8_dw_input_rows(rows, height: h, kernel: k, stride: st, dilation: d)
+                    x.withUnsafeBufferPointer { xi in
+                        band.withUnsafeMutableBufferPointer {
+                            s8_center_f32(input: UnsafeBufferPointer(rebasing: xi[(inRows.lowerBound * w * c)...]),
+                                          pixels: inRows.count * w, channels: c, zeroPoint: zp,
+                                          centered: UnsafeMutableBufferPointer(rebasing: $0[0..<(inRows.count * w * pitch)]))
+                        }
+                    }
+                    band.withUnsafeBufferPointer { ce in
+                        withBuffers([Float](ce[0..<(inRows.count * w * pitch)]), packed, &banded) { ce, pk, o in
+                            s8_dwconv_4x16_simd(centered: ce, height: h, width: w, channels: c, packed: pk, kernel: k,
+                                                stride: st, dilation: d, epilogue: e, output: o, rows: rows,
+                                                centeredFirstRow: inRows.lowerBound)
+                        }
+                    }
+                    r0 = rows.upperBound
+                }
+                XCTAssertEqual(ref, banded, "bands: seed \(seed) c\(c) k\(k) s\(st) d\(d) \(h)x\(w)")
             }
         }
     }
