@@ -2,12 +2,13 @@
 import XCTest
 import EarTagModel
 @testable import EarTagEngine
+import EarTagTestSupport
 
 /// Engine against the naive forward on random models, plus validation and buffer-reuse checks.
 final class RandomModelTests: XCTestCase {
     /// Random mel input of `frames` frames (128 bins), roughly the range of real log-mels.
     func randomMel(frames: Int, seed: UInt64) -> [Float] {
-        var rng = WeightRNG(state: seed)
+        var rng = SeededRNG(state: seed)
         return (0..<(128 * frames)).map { _ in Float.random(in: -1.5...0.5, using: &rng) }
     }
 

@@ -1,6 +1,7 @@
 // Hand-built MN architectures with random weights and an independent, naive CHW forward pass for engine tests.
 import Foundation
 import EarTagModel
+import EarTagTestSupport
 
 /// The MN architecture EfficientAT's get_model builds for these arguments (via EarTagModel).
 func makeArchitecture(width: Double, head: HeadType = .mlp, se: Bool = true, strides: [Int] = [2, 2, 2, 2],
@@ -9,23 +10,10 @@ func makeArchitecture(width: Double, head: HeadType = .mlp, se: Bool = true, str
                                   strides: strides, dilated: dilated)
 }
 
-/// Deterministic generator for test weights.
-struct WeightRNG: RandomNumberGenerator {
-    var state: UInt64
-    /// Next 64 random bits (SplitMix64).
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// A FloatModel for `arch` with random conv weights (He-like scale) and randomised BatchNorm statistics.
 func randomModel(_ arch: Architecture, seed: UInt64 = 1) -> FloatModel {
     let shapes = arch.expectedTensorShapes()
-    var rng = WeightRNG(state: seed)
+    var rng = SeededRNG(state: seed)
     var tensors: [String: Tensor] = [:]
     for (name, shape) in shapes.sorted(by: { $0.key < $1.key }) {
         let n = shape.reduce(1, *)

@@ -57,21 +57,6 @@ func detector(classes: Int = 1, on: Float = 0.3, off: Float? = nil, k: Int = 2, 
     return try EventDetector(config: config, numClasses: classes)
 }
 
-/// SplitMix64: small deterministic generator so failures can be replayed from the printed seed.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    /// Seeds the generator.
-    init(seed: UInt64) { state = seed }
-    /// Next 64 random bits.
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// Asserts that `body` throws exactly `expected`.
 func assertThrows<T>(_ expected: EventError, _ body: @autoclosure () throws -> T,
                      file: StaticString = #filePath, line: UInt = #line) {

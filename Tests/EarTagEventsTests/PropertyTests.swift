@@ -1,6 +1,7 @@
 // Randomized, seeded checks of EventDetector: invariants plus agreement with a naive index-based model.
 import XCTest
 @testable import EarTagEvents
+import EarTagTestSupport
 
 final class PropertyTests: XCTestCase {
     /// One random scenario's settings.
@@ -10,7 +11,7 @@ final class PropertyTests: XCTestCase {
     }
 
     /// Builds a random scenario: bursty per-class scores, some NaN, random thresholds and timing.
-    func makeScenario(_ rng: inout SplitMix64) -> Scenario {
+    func makeScenario(_ rng: inout SeededRNG) -> Scenario {
         let classes = Int.random(in: 1...24, using: &rng)
         let n = Int.random(in: 1...8, using: &rng)
         let k = Int.random(in: 1...n, using: &rng)
@@ -95,7 +96,7 @@ final class PropertyTests: XCTestCase {
         var starts = 0, finished = 0
         for trial in 0..<300 {
             let seed = base &+ UInt64(trial)
-            var rng = SplitMix64(seed: seed)
+            var rng = SeededRNG(seed: seed)
             let s = makeScenario(&rng)
             let why = "seed \(seed) (replay: EARTAG_EVENTS_SEED=\(seed)), k \(s.k) n \(s.n) hold \(s.hold) "
                 + "cooldown \(s.cooldown) hop \(s.hop)"

@@ -4,6 +4,7 @@
 // portable lane loop elsewhere.
 import XCTest
 @testable import EarTagKernels
+import EarTagTestSupport
 
 final class Int8Dot4Tests: XCTestCase {
     /// Runs reference and dot4 kernels on the same inputs; returns both outputs.

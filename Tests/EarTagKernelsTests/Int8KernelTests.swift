@@ -4,6 +4,7 @@
 // printed in every failure message.
 import XCTest
 import EarTagKernels
+import EarTagTestSupport
 
 /// Random int8 helpers.
 extension SeededRNG {

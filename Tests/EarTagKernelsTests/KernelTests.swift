@@ -1,18 +1,10 @@
 // Randomized tests holding every vectorized float kernel to its scalar reference over edge shapes.
 import XCTest
 import EarTagKernels
+import EarTagTestSupport
 
-/// SplitMix64: a small seeded generator so every failure can be replayed from its printed seed.
-struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    /// Next 64 random bits.
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// Random float helpers.
+extension SeededRNG {
     /// `n` floats uniform in -1...1.
     mutating func floats(_ n: Int) -> [Float] { (0..<n).map { _ in Float.random(in: -1...1, using: &self) } }
 }
