@@ -17,7 +17,7 @@ RELEASE_FLAGS := -c release $(CPU_FLAGS)
 TEST_FLAGS := $(RELEASE_FLAGS) -Xswiftc -enable-testing
 BIN := .build/release/eartag
 
-.PHONY: deps build test test-tsan test-asan run clean install uninstall build-static deb verify-unit test-packaging \
+.PHONY: deps build test test-reference test-tsan test-asan run clean install uninstall build-static deb verify-unit test-packaging \
         clean-packaging test-systemd corpus test-weights-path
 
 ## deps: install the Debian packages (apt-get update first only when something is missing).
@@ -68,6 +68,13 @@ test-weights-path: deps
 test: deps
 	$(SWIFT) build $(TEST_FLAGS) --product eartag
 	$(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
+
+## test-reference: the whole suite again with the int8 engine on its scalar reference kernels
+## (EARTAG_KERNELS=reference: what a CPU without the targeted vector units can fall back to); after `make test` the
+## build is already up to date.
+test-reference: deps
+	$(SWIFT) build $(TEST_FLAGS) --product eartag
+	EARTAG_KERNELS=reference $(SWIFT) test $(TEST_FLAGS) --disable-swift-testing
 
 ## test-tsan: the whole suite under ThreadSanitizer (optimised; its own build folder).
 test-tsan: deps
