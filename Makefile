@@ -245,7 +245,7 @@ fuzz-build: fuzz-libs
 	@mkdir -p $(FUZZ_OUT)
 	@rel=$$($(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) --show-bin-path) && \
 	rm -rf .build-fuzz/objs && mkdir -p .build-fuzz/objs && \
-	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline EarTagTraining \
+	for m in EarTagPlatform EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline EarTagTraining \
 	        Atomics _AtomicsShims; do \
 	  find $$rel/$$m.build -name '*.o' -print0 | while IFS= read -r -d '' o; do \
 	    b=$$(basename "$$o"); ln -s "$$o" ".build-fuzz/objs/$$m-$${b//[^A-Za-z0-9_.-]/_}"; done; \

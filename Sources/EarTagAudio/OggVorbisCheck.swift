@@ -113,7 +113,7 @@ struct OggPage {
     static func nextCapitalO(in src: OggByteSource, after p: Int64) -> Int64? {
         var at = p + 1
         while at < src.count {
-            let block = src.bytes(at: at, count: 1 << 16)
+            let block = src.bytes(at: at, count: Int(min(Int64(1 << 16), src.count - at)))
             if block.isEmpty { return nil }
             if let i = block.firstIndex(of: 0x4F) { return at + Int64(i) }
             at += Int64(block.count)
@@ -149,9 +149,10 @@ struct OggVorbisHeaderCheck {
         if let problem = problem(src) { throw AudioError.brokenOggVorbisHeader(file: name, detail: problem) }
     }
 
-    /// Checks the file at `path` (opened read-only); an unopenable path is left to libsndfile's own error.
+    /// Checks the file at `path` (opened read-only, without blocking on a FIFO); an unopenable path or a non-regular
+    /// file is left to libsndfile's own error.
     func check(path: String) throws {
-        let fd = open(path, O_RDONLY)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { return }
         defer { close(fd) }
         var st = stat()

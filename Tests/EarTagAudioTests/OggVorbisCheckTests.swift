@@ -11,8 +11,10 @@ final class OggVorbisCheckTests: XCTestCase {
     /// Temporary folder of the test.
     var dir: URL!
 
+    /// Makes the temporary folder.
     override func setUpWithError() throws { dir = try makeTemporaryDirectory("eartag-ogg") }
 
+    /// Removes the temporary folder.
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
 
     /// A path in the test folder.
