@@ -21,8 +21,8 @@
 // the stream stops right after the identification page. So, for a stream libsndfile classifies as Vorbis, the check
 // below requires ov_test_callbacks to succeed AND walks the pages itself for 1, 3 and 4; any other ov_test failure
 // but OV_ENOTVORBIS is refused as well (an Ogg/Opus or Ogg/FLAC stream gives OV_ENOTVORBIS and goes to libsndfile).
-// Not covered: the page walk counts packet ends from lacing values and does not model libogg dropping the leading
-// segment of a continued page after a complete packet (such a stream would be checked one packet short).
+// The walk counts packets from lacing values as libogg does, including its dropping of a continued packet whose start
+// it never saw.
 //
 // libsndfile also reads an Ogg stream behind ID3v2 tags (sndfile.c guess_file_type -> id3_skip, any tag version) and
 // then refuses it ("embedding not supported") only after ogg_open, which may already have leaked: such input is
@@ -174,11 +174,19 @@ struct OggVorbisHeaderCheck {
         }
         var ends = 0
         var at = first.end
+        var inPacket = first.header.last == 255  // the previous page of the stream ends inside a packet
         while ends < 2, let page = OggPage.next(in: src, from: at) {
             at = page.end
             guard page.serial == first.serial else { continue }
             if page.version != 0 { return "header page at byte \(page.offset) has Ogg version \(page.version)" }
-            ends += page.packetEnds
+            var lacing = page.header[27...]
+            if page.isContinued && !inPacket {
+                // libogg drops the segments of a continued packet whose start it never saw, up to its last segment.
+                // ref: libogg src/framing.c ogg_stream_pagein ("are we a 'continued packet' page?")
+                lacing = lacing.firstIndex(where: { $0 < 255 }).map { lacing[($0 + 1)...] } ?? lacing[lacing.endIndex...]
+            }
+            ends += lacing.reduce(0) { $0 + ($1 < 255 ? 1 : 0) }
+            if let last = lacing.last { inPacket = last == 255 }
             if page.isEnd && ends < 2 { return "the stream ends (end-of-stream page) before its setup header" }
         }
         return ends < 2 ? "the file ends before the comment and setup headers" : nil

@@ -75,7 +75,7 @@ final class OggVorbisCheckTests: XCTestCase {
     /// libsndfile; `make test-asan` replays them with no LeakSanitizer suppression for libvorbis.
     func testOggLeakRegressionsAreRefused() throws {
         let inputs = FuzzInputs.files("audio").filter { $0.path.contains("regressions/audio/") && $0.path.contains("ogg") }
-        XCTAssertEqual(inputs.count, 6, inputs.map(\.path).joined(separator: " "))
+        XCTAssertEqual(inputs.count, 7, inputs.map(\.path).joined(separator: " "))
         for (path, input) in inputs {
             XCTAssertThrowsError(try loadAudio(bytes: Array(input.dropFirst()), name: "regression.ogg")) { error in
                 switch error {
@@ -154,16 +154,27 @@ final class OggVorbisCheckTests: XCTestCase {
                 + OggStream.page(serial: serial, sequence: 2, flags: 0, packets: [[9, 9]], version: 1)
                 + OggStream.page(serial: serial, sequence: 2, flags: 0, packets: [setup]) + stream.audio,
              .ok, "Ogg version 1"),
+            // The continued packet's tail on the comment page is dropped by libogg: the version-1 page still counts.
+            ("a version-1 page after a continued comment page",
+             OggStream.page(serial: serial, sequence: 0, flags: 2, packets: [id])
+                + OggStream.page(serial: serial, sequence: 1, flags: 1, packets: [[7, 7, 7, 7, 7], comment])
+                + OggStream.page(serial: serial, sequence: 2, flags: 0, packets: [[9, 9]], version: 1)
+                + OggStream.page(serial: serial, sequence: 2, flags: 0, packets: [setup]) + stream.audio,
+             .ok, "Ogg version 1"),
         ]
         for (what, bytes, status, expected) in cases {
             XCTAssertEqual(VorbisFile.testHeaders(OggByteSource(bytes: bytes)), status, what)
             let detail = assertBroken("case.ogg") { _ = try loadAudio(bytes: bytes, name: "case.ogg") }
             XCTAssert(detail.contains(expected), "\(what): \(detail)")
         }
-        // The same three packets on well-formed pages decode.
+        // The same three packets on well-formed pages decode, also after a continued packet's tail libogg drops.
         let good = OggStream.page(serial: serial, sequence: 0, flags: 2, packets: [id])
             + OggStream.page(serial: serial, sequence: 1, flags: 0, packets: [comment, setup]) + stream.audio
         XCTAssertGreaterThan(try loadAudio(bytes: good, name: "good.ogg").samples.count, 0)
+        let tail = OggStream.page(serial: serial, sequence: 0, flags: 2, packets: [id])
+            + OggStream.page(serial: serial, sequence: 1, flags: 1, packets: [[7, 7, 7, 7, 7], comment])
+            + OggStream.page(serial: serial, sequence: 2, flags: 0, packets: [setup]) + stream.audio
+        XCTAssertGreaterThan(try loadAudio(bytes: tail, name: "tail.ogg").samples.count, 0)
     }
 
     /// The probe is a seam: any vorbisfile failure but OV_ENOTVORBIS refuses; OV_ENOTVORBIS on a stream libsndfile
