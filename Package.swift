@@ -33,7 +33,8 @@ let package = Package(
         // FoundationInternationalization and ICU into `eartag`); EarTagPlatform has the POSIX stand-ins.
         .target(name: "EarTagPlatform"),
         .target(name: "EarTagAudio", dependencies: [
-            "CSndFile", "CSoxr", "CALSA", "CVorbisFile", "EarTagPlatform", .product(name: "Atomics", package: "swift-atomics"),
+            "CSndFile", "CVorbisFile", "CSoxr", "CALSA", "EarTagPlatform",
+            .product(name: "Atomics", package: "swift-atomics"),
         ]),
         .target(name: "EarTagFrontend", dependencies: ["CFFTW", "EarTagModel", "EarTagPlatform"],
                 swiftSettings: kernelSettings),
