@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 # Debian packages the build and the tests need.
-DEB_PACKAGES := libsndfile1-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-config sox mosquitto mosquitto-clients tmux
+DEB_PACKAGES := libsndfile1-dev libvorbis-dev libsoxr-dev libfftw3-dev libasound2-dev pkg-config sox mosquitto mosquitto-clients tmux
 REFERENCE ?= ../shared/reference
 # Model used by `make run`: empty = the default model search (README "Models"), which finds the committed
 # Weights/default.safetensors from the source tree; `make run MODEL=FILE` runs another (e.g. an imported checkpoint).
@@ -237,7 +237,7 @@ FUZZ_SCRATCH := .build-fuzz/spm
 FUZZ_OUT := .build-fuzz/bin
 FUZZ_TARGETS := checkpoint pickle safetensors npy labels listen_config pcm_stream teacher_store audio model_metadata engine
 FUZZ_FLAGS := -sanitize=fuzzer,address
-FUZZ_LIBS := -lsndfile -lsoxr -lasound -lfftw3f -lstdc++
+FUZZ_LIBS := -lsndfile -lvorbisfile -lsoxr -lasound -lfftw3f -lstdc++
 FUZZ_OPTS := -rss_limit_mb=2048 -timeout=10 -max_len=65536 -print_final_stats=1
 
 .PHONY: fuzz fuzz-build fuzz-libs fuzz-run-one
@@ -254,12 +254,12 @@ fuzz-build: fuzz-libs
 	@mkdir -p $(FUZZ_OUT)
 	@rel=$$($(SWIFT) build -c release --scratch-path $(FUZZ_SCRATCH) --show-bin-path) && \
 	rm -rf .build-fuzz/objs && mkdir -p .build-fuzz/objs && \
-	for m in EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline EarTagTraining \
+	for m in EarTagPlatform EarTagModel EarTagEvents EarTagAudio EarTagFrontend EarTagEngine EarTagKernels EarTagPipeline EarTagTraining \
 	        Atomics _AtomicsShims; do \
 	  find $$rel/$$m.build -name '*.o' -print0 | while IFS= read -r -d '' o; do \
 	    b=$$(basename "$$o"); ln -s "$$o" ".build-fuzz/objs/$$m-$${b//[^A-Za-z0-9_.-]/_}"; done; \
 	done && objs=$$(ls .build-fuzz/objs/*.o) && \
-	maps="" && for m in Sources/{CSndFile,CSoxr,CALSA,CFFTW}/module.modulemap \
+	maps="" && for m in Sources/{CSndFile,CSoxr,CALSA,CFFTW,CVorbisFile}/module.modulemap \
 	        $(FUZZ_SCRATCH)/checkouts/swift-atomics/Sources/_AtomicsShims/include/module.modulemap; do \
 	  maps="$$maps -Xcc -fmodule-map-file=$$m"; done && \
 	for t in $(FUZZ_TARGETS); do \

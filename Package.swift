@@ -26,12 +26,15 @@ let package = Package(
                        providers: [.apt(["libasound2-dev"])]),
         .systemLibrary(name: "CFFTW", path: "Sources/CFFTW", pkgConfig: "fftw3f",
                        providers: [.apt(["libfftw3-dev"])]),
+        .systemLibrary(name: "CVorbisFile", path: "Sources/CVorbisFile", pkgConfig: "vorbisfile",
+                       providers: [.apt(["libvorbis-dev"])]),
 
         // Runtime modules, in data-flow order. They import FoundationEssentials, never Foundation (which would link
         // FoundationInternationalization and ICU into `eartag`); EarTagPlatform has the POSIX stand-ins.
         .target(name: "EarTagPlatform"),
         .target(name: "EarTagAudio", dependencies: [
-            "CSndFile", "CSoxr", "CALSA", "EarTagPlatform", .product(name: "Atomics", package: "swift-atomics"),
+            "CSndFile", "CVorbisFile", "CSoxr", "CALSA", "EarTagPlatform",
+            .product(name: "Atomics", package: "swift-atomics"),
         ]),
         .target(name: "EarTagFrontend", dependencies: ["CFFTW", "EarTagModel", "EarTagPlatform"],
                 swiftSettings: kernelSettings),

@@ -1,6 +1,7 @@
-// libFuzzer target: audio files through EarTag's decoding path (`loadAudio(bytes:)`: WAV header checks, libsndfile
-// through its virtual I/O on the bytes in memory, channel mean, soxr resampling). Byte 0 picks the target rate and
-// whether the bytes are a stream (placeholder WAV sizes allowed); the rest is the file.
+// libFuzzer target: audio files through EarTag's decoding path (`loadAudio(bytes:)`: WAV header checks, the
+// Ogg/Vorbis header check (libvorbisfile, Ogg page walk), libsndfile through its virtual I/O on the bytes in memory,
+// channel mean, soxr resampling). Byte 0 picks the target rate and whether the bytes are a stream (placeholder WAV
+// sizes allowed); the rest is the file.
 @testable import EarTagAudio
 
 /// One fuzz input: mode byte, then the audio file.

@@ -14,7 +14,7 @@ CACHE=${EARTAG_SYSTEMD_CACHE:-.build-systemd}
 BASE=$CACHE/base-root
 ROOT=$CACHE/root
 # Packages of the base root: systemd as init, dbus, and the package's dependencies (libasound2 pulls its data).
-INCLUDE=systemd,systemd-sysv,dbus,libsndfile1,libsoxr0,libfftw3-single3,libasound2
+INCLUDE=systemd,systemd-sysv,dbus,libsndfile1,libvorbisfile3,libsoxr0,libfftw3-single3,libasound2
 MACHINE=eartagtest$$
 # The watchdog phase waits WatchdogSec (30) + RestartSec (5) and some slack.
 WATCHDOG_WAIT=${EARTAG_WATCHDOG_WAIT:-60}

@@ -14,6 +14,9 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
     case unrecognisedFormat(file: String, detail: String)
     /// libsndfile recognised the format but the header is broken (SF_ERR_MALFORMED_FILE or a format-specific code).
     case malformedFile(file: String, detail: String)
+    /// An Ogg stream whose Vorbis headers libsndfile would refuse (and leak on), refused before libsndfile opens it
+    /// (libvorbisfile's header check and EarTag's Ogg page walk; docs/robustness.md, finding 14).
+    case brokenOggVorbisHeader(file: String, detail: String)
     /// The container is known but its encoding is not supported (SF_ERR_UNSUPPORTED_ENCODING).
     case unsupportedEncoding(file: String, detail: String)
     /// An operating-system level failure inside libsndfile (SF_ERR_SYSTEM).
@@ -41,7 +44,8 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
         case .fileNotFound(let f), .permissionDenied(let f), .notARegularFile(let f), .emptyFile(let f),
              .noSamples(let f):
             return f
-        case .unrecognisedFormat(let f, _), .malformedFile(let f, _), .unsupportedEncoding(let f, _),
+        case .unrecognisedFormat(let f, _), .malformedFile(let f, _), .brokenOggVorbisHeader(let f, _),
+             .unsupportedEncoding(let f, _),
              .systemError(let f, _), .invalidParameters(let f, _), .readFailed(let f, _),
              .resampleFailed(let f, _), .writeFailed(let f, _):
             return f
@@ -62,6 +66,7 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
         case .noSamples: return .noSamples(file: newFile)
         case .unrecognisedFormat(_, let d): return .unrecognisedFormat(file: newFile, detail: d)
         case .malformedFile(_, let d): return .malformedFile(file: newFile, detail: d)
+        case .brokenOggVorbisHeader(_, let d): return .brokenOggVorbisHeader(file: newFile, detail: d)
         case .unsupportedEncoding(_, let d): return .unsupportedEncoding(file: newFile, detail: d)
         case .systemError(_, let d): return .systemError(file: newFile, detail: d)
         case .invalidParameters(_, let d): return .invalidParameters(file: newFile, detail: d)
@@ -84,6 +89,7 @@ public enum AudioError: Error, CustomStringConvertible, Equatable, Sendable {
         case .emptyFile: problem = "file is empty (0 bytes)"
         case .unrecognisedFormat(_, let d): problem = "not a recognised audio format (\(d))"
         case .malformedFile(_, let d): problem = "malformed audio file (\(d))"
+        case .brokenOggVorbisHeader(_, let d): problem = "broken Ogg/Vorbis header (\(d))"
         case .unsupportedEncoding(_, let d): problem = "unsupported audio encoding (\(d))"
         case .systemError(_, let d): problem = "system error while opening (\(d))"
         case .noSamples: problem = "contains no audio samples"

@@ -138,8 +138,10 @@ public final class SoundFile {
     /// Parameters libsndfile reported at open time.
     public let info: SoundFileInfo
 
-    /// Opens a file for reading by path.  // ref: sndfile.h sf_open(path, SFM_READ, &info)
+    /// Opens a file for reading by path; an Ogg file goes through `OggVorbisHeaderCheck` first (libsndfile 1.2.0
+    /// leaks on broken Vorbis headers).  // ref: sndfile.h sf_open(path, SFM_READ, &info)
     public init(readingPath path: String) throws {
+        try OggVorbisHeaderCheck.standard.check(path: path)
         var cinfo = SF_INFO()
         guard let h = sf_open(path, Int32(SFM_READ), &cinfo) else { throw SoundFile.lastOpenError(file: path) }
         handle = h
@@ -148,8 +150,9 @@ public final class SoundFile {
         info = SoundFileInfo(cinfo)
     }
 
-    /// Opens a complete file held in memory for reading.  // ref: sndfile.h sf_open_virtual
+    /// Opens a complete file held in memory for reading, after `OggVorbisHeaderCheck`.  // ref: sndfile.h sf_open_virtual
     public init(readingBytes bytes: [UInt8], name: String) throws {
+        try OggVorbisHeaderCheck.standard.check(OggByteSource(bytes: bytes), name: name)
         let src = MemoryByteSource(bytes)
         var cinfo = SF_INFO()
         let user = Unmanaged.passUnretained(src).toOpaque()

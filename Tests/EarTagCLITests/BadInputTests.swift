@@ -40,6 +40,10 @@ final class BadInputTests: CLITestCase {
             (try file("zero.wav", wav(dataBytes: 0, actual: 0)), "zero samples"),
             (try file("truncated.wav", wav(dataBytes: 64000, actual: 1000)), "truncated data"),
             (try file("cut-header.wav", Array(wav(dataBytes: 64000, actual: 64000).prefix(30))), "cut header"),
+            // A broken Vorbis header, refused before libsndfile (which leaked on it: docs/robustness.md, finding 14).
+            (try file("broken-header.ogg",
+                      Array(try XCTUnwrap(FuzzInputs.file("regressions/audio/ogg_vorbis_header_leak")).dropFirst())),
+             "broken Ogg/Vorbis header"),
         ]
         for (path, what) in cases {
             let r = try run(["tag", "--model", model, path])
