@@ -144,37 +144,35 @@ public final class Int8Engine {
             let epi = S8Epilogue(bias: model.int32(name + ".bias"), scale: ws.map { Float(input.0 * Double($0)) },
                                  activation: act, outputScale: Float(o.0), outputZeroPoint: o.1,
                                  residualScale: Float(residual?.input.0 ?? 0), residualZeroPoint: residual?.input.1 ?? 0)
-            var packed: [Float]
-            if tapMajor {
-                packed = [Float](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
-                w.withUnsafeBufferPointer { wi in
-                    packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: cout, kernel: kernel, packed: $0) }
-                }
-            } else {
-                packed = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
-                w.withUnsafeBufferPointer { wi in
-                    packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
-                }
-            }
             let maxW = Int(w.map { abs(Int32($0)) }.max() ?? 0)
             let exact = tapMajor ? s8_float_sums_exact(k: kernel * kernel, maxInput: 255, maxWeight: maxW)
                                  : s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: maxW)
             var plan = S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
-                                   inputZeroPoint: input.1, packed: packed)
-            if !tapMajor && s8Dot4IsNative && !referenceKernels && maxW <= 127 {
-                plan.dot4 = [Int8](repeating: 0, count: s8_packed_conv1x1_dot4_count(cin: cin, cout: cout))
-                plan.dot4Correction = [Int32](repeating: 0, count: s8_conv1x1_dot4_correction_count(cout: cout))
-                w.withUnsafeBufferPointer { wi in
+                                   inputZeroPoint: input.1, packed: [])
+            // Pack only the form the run will read (`keepingRunWeights` then drops the int16 weights if unused).
+            let dot = !tapMajor && s8Dot4IsNative && !referenceKernels
+            w.withUnsafeBufferPointer { wi in
+                if tapMajor {
+                    plan.packed = [Float](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
+                    plan.packed.withUnsafeMutableBufferPointer {
+                        s8_pack_dwconv(weights: wi, channels: cout, kernel: kernel, packed: $0)
+                    }
+                } else if dot && maxW <= 127 {
+                    plan.dot4 = [Int8](repeating: 0, count: s8_packed_conv1x1_dot4_count(cin: cin, cout: cout))
+                    plan.dot4Correction = [Int32](repeating: 0, count: s8_conv1x1_dot4_correction_count(cout: cout))
                     plan.dot4.withUnsafeMutableBufferPointer { pk in
                         plan.dot4Correction.withUnsafeMutableBufferPointer {
                             s8_pack_conv1x1_dot4(weights: wi, cin: cin, cout: cout, packed: pk, correction: $0)
                         }
                     }
-                }
-            } else if !tapMajor && s8Dot4IsNative && !referenceKernels {
-                plan.dot2 = [Int16](repeating: 0, count: s8_packed_conv1x1_dot2_count(cin: cin, cout: cout))
-                w.withUnsafeBufferPointer { wi in
+                } else if dot {
+                    plan.dot2 = [Int16](repeating: 0, count: s8_packed_conv1x1_dot2_count(cin: cin, cout: cout))
                     plan.dot2.withUnsafeMutableBufferPointer { s8_pack_conv1x1_dot2(weights: wi, cin: cin, cout: cout, packed: $0) }
+                } else {
+                    plan.packed = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+                    plan.packed.withUnsafeMutableBufferPointer {
+                        s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0)
+                    }
                 }
             }
             return (plan.keepingRunWeights(reference: referenceKernels), o)
@@ -388,10 +386,10 @@ public final class Int8Engine {
                 // Bands of output rows whose centered input rows fit in 256 KB (in L2), instead of a centered copy
                 // of the whole map (4 MB at mn04's second block).
                 let rowFloats = cols * s8_dw_pitch(d.cout), span = (b.kernel - 1) * b.dilation
-                let band = max(1, (max(1, 65_536 / rowFloats) - span) / b.stride)
+                let bandRows = max(1, (max(1, 65_536 / rowFloats) - span) / b.stride)
                 var r0 = 0
                 while r0 < orows {
-                    let band = r0..<min(orows, r0 + band)
+                    let band = r0..<min(orows, r0 + bandRows)
                     let inRows = s8_dw_input_rows(band, height: rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
                     s8_center_f32(input: UnsafeBufferPointer(rebasing: dwIn[(inRows.lowerBound * cols * d.cout)...]),
                                   pixels: inRows.count * cols, channels: d.cout, zeroPoint: d.inputZeroPoint,

@@ -105,7 +105,8 @@ public func s8_pack_conv1x1_dot4(weights: UnsafeBufferPointer<Int16>, cin: Int, 
 
 /// Int8 1x1 conv with dot4 instructions, bit-exact with `s8_conv1x1_reference` for 8-bit weights (packed by
 /// `s8_pack_conv1x1_dot4`). Tiles of 8 pixels x 16 output channels: the 8 input rows are stored once per tile in
-/// `scratch` as unsigned bytes u = x + 128 (x xor 0x80), zero-padded to a multiple of 4; each group of 4 input
+/// `scratch` as unsigned bytes u = x + 128 (x xor 0x80), rows padded to a multiple of 4 (the padding bytes, whatever
+/// they hold, meet zero weights); each group of 4 input
 /// channels then costs one weight vector load, 8 broadcasts of 4 input bytes and 8 dot4s.
 /// Invariant: the dot4 sum is sum u * w = sum x * w + 128 * sum w, so subtracting the packed correction
 /// (128 * sum w) gives the reference's int32 sum exactly. No int32 overflow: |u * w| <= 255 * 127 and the model's cin
@@ -122,7 +123,6 @@ public func s8_conv1x1_8x16_dot4(
     precondition(packed.count >= s8_packed_conv1x1_dot4_count(cin: cin, cout: cout))
     precondition(correction.count >= s8_conv1x1_dot4_correction_count(cout: cout))
     precondition(scratch.count >= s8_conv1x1_dot4_scratch_count(cin: cin))
-    scratch.update(repeating: 0)  // padding meets zero weights; zeroed so that it is defined
     s8_conv1x1_8x16_dotTiles(words: false, input: input, pixels: pixels, cin: cin, packed: UnsafeRawPointer(packed.baseAddress!),
                              correction: correction.baseAddress, cout: cout, epilogue: epilogue, residual: residual,
                              scratch: UnsafeMutableRawPointer(scratch.baseAddress!),
@@ -168,7 +168,6 @@ public func s8_conv1x1_8x16_dot2(
     precondition(cin < 8192, "cin \(cin) beyond the int32 range of the dot2 sums")
     precondition(packed.count >= s8_packed_conv1x1_dot2_count(cin: cin, cout: cout))
     precondition(scratch.count >= s8_conv1x1_dot2_scratch_count(cin: cin))
-    scratch.update(repeating: 0)  // padding meets zero weights; zeroed so that it is defined
     s8_conv1x1_8x16_dotTiles(words: true, input: input, pixels: pixels, cin: cin, packed: UnsafeRawPointer(packed.baseAddress!),
                              correction: nil, cout: cout, epilogue: epilogue, residual: residual,
                              scratch: UnsafeMutableRawPointer(scratch.baseAddress!),

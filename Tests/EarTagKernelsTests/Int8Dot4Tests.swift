@@ -7,52 +7,41 @@ import XCTest
 import EarTagTestSupport
 
 final class Int8Dot4Tests: XCTestCase {
-    /// Runs reference and dot4 kernels on the same inputs; returns both outputs.
-    func run(x: [Int8], w: [Int16], r: [Int8]?, pixels: Int, cin: Int, cout: Int, e: S8Epilogue) -> ([Int8], [Int8]) {
-        var packed = [Int8](repeating: 0, count: s8_packed_conv1x1_dot4_count(cin: cin, cout: cout))
-        var corr = [Int32](repeating: 0, count: s8_conv1x1_dot4_correction_count(cout: cout))
-        // Scratch starts dirty: the kernel must not depend on its contents.
-        var scratch = [UInt8](repeating: 0xA5, count: s8_conv1x1_dot4_scratch_count(cin: cin))
+    /// Runs the reference and the dot2 (`words`) or dot4 kernel on the same inputs; returns both outputs. The
+    /// kernels' scratch starts dirty: padding bytes meet zero weights, so the results must not depend on it.
+    func run(words: Bool, x: [Int8], w: [Int16], r: [Int8]?, pixels: Int, cin: Int, cout: Int,
+             e: S8Epilogue) -> ([Int8], [Int8]) {
         var ref = [Int8](repeating: 0, count: pixels * cout), vec = [Int8](repeating: 1, count: pixels * cout)
-        let rr = r ?? []
-        rr.withUnsafeBufferPointer { ri in
+        (r ?? []).withUnsafeBufferPointer { ri in
+            let res = r == nil ? nil : ri
             withBuffers(x, w, &ref) { xi, wi, o in
-                packed.withUnsafeMutableBufferPointer { pk in
-                    corr.withUnsafeMutableBufferPointer {
-                        s8_pack_conv1x1_dot4(weights: wi, cin: cin, cout: cout, packed: pk, correction: $0)
-                    }
-                }
                 s8_conv1x1_reference(input: xi, pixels: pixels, cin: cin, weights: wi, cout: cout, epilogue: e,
-                                     residual: r == nil ? nil : ri, output: o)
+                                     residual: res, output: o)
             }
-            withBuffers(x, packed, &vec) { xi, pk, o in
-                corr.withUnsafeBufferPointer { k in
-                    scratch.withUnsafeMutableBufferPointer {
+            withBuffers(x, w, &vec) { xi, wi, o in
+                if words {
+                    var packed = [Int16](repeating: 0, count: s8_packed_conv1x1_dot2_count(cin: cin, cout: cout))
+                    var scratch = [Int16](repeating: -0x5A5A, count: s8_conv1x1_dot2_scratch_count(cin: cin))
+                    packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_dot2(weights: wi, cin: cin, cout: cout, packed: $0) }
+                    packed.withUnsafeBufferPointer { pk in
+                        scratch.withUnsafeMutableBufferPointer {
+                            s8_conv1x1_8x16_dot2(input: xi, pixels: pixels, cin: cin, packed: pk, cout: cout, epilogue: e,
+                                                 residual: res, scratch: $0, output: o)
+                        }
+                    }
+                } else {
+                    var packed = [Int8](repeating: 0, count: s8_packed_conv1x1_dot4_count(cin: cin, cout: cout))
+                    var corr = [Int32](repeating: 0, count: s8_conv1x1_dot4_correction_count(cout: cout))
+                    var scratch = [UInt8](repeating: 0xA5, count: s8_conv1x1_dot4_scratch_count(cin: cin))
+                    packed.withUnsafeMutableBufferPointer { pk in
+                        corr.withUnsafeMutableBufferPointer {
+                            s8_pack_conv1x1_dot4(weights: wi, cin: cin, cout: cout, packed: pk, correction: $0)
+                        }
+                    }
+                    withBuffers(packed, corr, &scratch) { pk, k, sc in
                         s8_conv1x1_8x16_dot4(input: xi, pixels: pixels, cin: cin, packed: pk, correction: k, cout: cout,
-                                             epilogue: e, residual: r == nil ? nil : ri, scratch: $0, output: o)
+                                             epilogue: e, residual: res, scratch: sc, output: o)
                     }
-                }
-            }
-        }
-        return (ref, vec)
-    }
-
-    /// Runs reference and dot2 kernels on the same inputs; returns both outputs.
-    func run2(x: [Int8], w: [Int16], r: [Int8]?, pixels: Int, cin: Int, cout: Int, e: S8Epilogue) -> ([Int8], [Int8]) {
-        var packed = [Int16](repeating: 0, count: s8_packed_conv1x1_dot2_count(cin: cin, cout: cout))
-        var scratch = [Int16](repeating: -0x5A5A, count: s8_conv1x1_dot2_scratch_count(cin: cin))
-        var ref = [Int8](repeating: 0, count: pixels * cout), vec = [Int8](repeating: 1, count: pixels * cout)
-        let rr = r ?? []
-        rr.withUnsafeBufferPointer { ri in
-            withBuffers(x, w, &ref) { xi, wi, o in
-                packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_dot2(weights: wi, cin: cin, cout: cout, packed: $0) }
-                s8_conv1x1_reference(input: xi, pixels: pixels, cin: cin, weights: wi, cout: cout, epilogue: e,
-                                     residual: r == nil ? nil : ri, output: o)
-            }
-            withBuffers(x, packed, &vec) { xi, pk, o in
-                scratch.withUnsafeMutableBufferPointer {
-                    s8_conv1x1_8x16_dot2(input: xi, pixels: pixels, cin: cin, packed: pk, cout: cout, epilogue: e,
-                                         residual: r == nil ? nil : ri, scratch: $0, output: o)
                 }
             }
         }
@@ -75,7 +64,7 @@ final class Int8Dot4Tests: XCTestCase {
                 let limit: Int16 = Bool.random(using: &rng) ? 2047 : 127
                 let x = rng.int8s(pixels * cin), w = rng.weights(cin * cout, limit: limit), r = rng.int8s(pixels * cout)
                 let e = rng.epilogue(cout, biasRange: 1 << 30, residual: residual)
-                let (ref, vec) = run2(x: x, w: w, r: residual ? r : nil, pixels: pixels, cin: cin, cout: cout, e: e)
+                let (ref, vec) = run(words: true, x: x, w: w, r: residual ? r : nil, pixels: pixels, cin: cin, cout: cout, e: e)
                 XCTAssertEqual(ref, vec, "seed \(seed) cin \(cin) cout \(cout) pixels \(pixels) residual \(residual) |w| <= \(limit)")
             }
         }
@@ -90,7 +79,7 @@ final class Int8Dot4Tests: XCTestCase {
             let x = (0..<(pixels * cin)).map { _ in Bool.random(using: &rng) ? Int8(-128) : Int8(127) }
             let w = (0..<(cout * cin)).map { _ in Bool.random(using: &rng) ? Int16(-2047) : Int16(2047) }
             let e = rng.epilogue(cout, biasRange: 1 << 30, unit: 1e-8...1e-6)
-            let (ref, vec) = run2(x: x, w: w, r: nil, pixels: pixels, cin: cin, cout: cout, e: e)
+            let (ref, vec) = run(words: true, x: x, w: w, r: nil, pixels: pixels, cin: cin, cout: cout, e: e)
             XCTAssertEqual(ref, vec, "seed \(seed) cin \(cin)")
         }
     }
@@ -111,7 +100,7 @@ final class Int8Dot4Tests: XCTestCase {
                 let pixels = Int.random(in: 1...27, using: &rng), residual = Bool.random(using: &rng)
                 let x = rng.int8s(pixels * cin), w = rng.weights(cin * cout), r = rng.int8s(pixels * cout)
                 let e = rng.epilogue(cout, biasRange: 1 << 30, residual: residual)
-                let (ref, vec) = run(x: x, w: w, r: residual ? r : nil, pixels: pixels, cin: cin, cout: cout, e: e)
+                let (ref, vec) = run(words: false, x: x, w: w, r: residual ? r : nil, pixels: pixels, cin: cin, cout: cout, e: e)
                 XCTAssertEqual(ref, vec, "seed \(seed) cin \(cin) cout \(cout) pixels \(pixels) residual \(residual)")
             }
         }
@@ -126,7 +115,7 @@ final class Int8Dot4Tests: XCTestCase {
             let x = (0..<(pixels * cin)).map { _ in Bool.random(using: &rng) ? Int8(-128) : Int8(127) }
             let w = (0..<(cout * cin)).map { _ in Bool.random(using: &rng) ? Int16(-127) : Int16(127) }
             let e = rng.epilogue(cout, biasRange: 1 << 30, unit: 1e-7...1e-5)
-            let (ref, vec) = run(x: x, w: w, r: nil, pixels: pixels, cin: cin, cout: cout, e: e)
+            let (ref, vec) = run(words: false, x: x, w: w, r: nil, pixels: pixels, cin: cin, cout: cout, e: e)
             XCTAssertEqual(ref, vec, "seed \(seed) cin \(cin)")
         }
     }
