@@ -180,8 +180,9 @@ struct Quantize: ParsableCommand {
     @Option(parsing: .upToNextOption, help: "Calibration audio: files and/or folders (searched recursively).")
     var calibrate: [String] = []
     @Option(name: .shortAndLong, help: "Output int8 model file (.safetensors).") var output: String
-    @Option(help: "Range choice: minmax, percentile (99.99) or mse.") var method: String = "minmax"
+    @Option(help: "Range choice: mse, minmax or percentile (99.99).") var method: String = "mse"
     @Option(help: "At most this many calibration files.") var maxFiles: Int = 200
+    @Option(help: "Rounds of empirical bias correction, 0-4 (0 disables).") var biasCorrection: Int = 1
 
     func validate() throws {
         guard !calibrate.isEmpty else { throw ValidationError("give calibration audio with --calibrate FILE_OR_DIR...") }
@@ -189,6 +190,9 @@ struct Quantize: ParsableCommand {
             throw ValidationError("--method must be minmax, percentile or mse (got '\(method)')")
         }
         guard maxFiles >= 1 else { throw ValidationError("--max-files must be at least 1") }
+        guard (0...4).contains(biasCorrection) else {
+            throw ValidationError("--bias-correction must be 0...4 (got \(biasCorrection))")
+        }
     }
 
     func run() throws {
@@ -199,11 +203,11 @@ struct Quantize: ParsableCommand {
         }
         let files = try fail { try Calibration.audioFiles(calibrate, limit: maxFiles) }
         let mels = try fail { try Calibration.mels(files: files, frontend: float.frontend) { printError($0) } }
-        var options = QuantizerOptions()
+        var options = QuantizerOptions(biasCorrectionRounds: biasCorrection)
         switch method {
         case "percentile": options.rangeMethod = .percentile(99.99)
-        case "mse": options.rangeMethod = .mse
-        default: options.rangeMethod = .minMax
+        case "minmax": options.rangeMethod = .minMax
+        default: options.rangeMethod = .mse
         }
         let quantized = try fail { try Quantizer.quantize(float, calibration: mels, options: options) }
         try fail { try quantized.save(to: output) }

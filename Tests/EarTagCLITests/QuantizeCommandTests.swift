@@ -53,5 +53,9 @@ final class QuantizeCommandTests: CLITestCase {
         let r = try run(["quantize", "--model", model, "--calibrate", empty, "-o", dir.appendingPathComponent("o").path])
         assertOneLineError(r, naming: empty)
         XCTAssertNotEqual(try run(["quantize", "--model", model, "-o", "x"]).status, 0)
+        // Option validation (swift-argument-parser): the error line names the option; usage lines follow.
+        let rounds = try run(["quantize", "--model", model, "--calibrate", empty, "--bias-correction", "9", "-o", "x"])
+        XCTAssertEqual(rounds.status, 64)
+        XCTAssertTrue(rounds.stderr.hasPrefix("Error: --bias-correction must be 0...4 (got 9)"), rounds.stderr)
     }
 }
