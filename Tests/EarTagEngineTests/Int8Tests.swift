@@ -150,6 +150,18 @@ final class Int8Tests: XCTestCase {
         XCTAssertLessThan(corrected, 0.3 * plain)
     }
 
+    /// Degenerate calibration (one silent clip: a constant mel, every tensor nearly constant) still gives a valid
+    /// model with finite biases and finite outputs after bias correction.
+    func testBiasCorrectionOnSilentCalibration() throws {
+        let (model, mels) = try mn04Setup.get()
+        let silence = [Float](repeating: mels[0].mel.min()!, count: 128 * 300)
+        let q = try Quantizer.quantize(model, calibration: [(silence, 300)],
+                                       options: QuantizerOptions(biasCorrectionRounds: 2))
+        let out = try Int8Engine(model: q, maxFrames: 1001).run(mel: mels[1].mel, frames: mels[1].frames)
+        XCTAssertTrue(out.logits.allSatisfy(\.isFinite))
+        XCTAssertTrue(out.embedding.allSatisfy(\.isFinite))
+    }
+
     /// Prints the figures for each range method (set EARTAG_INT8_METHODS=1 to run; slow).
     func testCompareRangeMethods() throws {
         guard ProcessInfo.processInfo.environment["EARTAG_INT8_METHODS"] != nil else { throw XCTSkip("set EARTAG_INT8_METHODS") }
