@@ -470,20 +470,21 @@ public final class Int8Engine {
         let pooledF = floats, hiddenF = UnsafeMutableBufferPointer(rebasing: floats[e...])
         let inv = scale / Float(pixels)
         for c in 0..<e { pooledF[c] = Float(sums[c] - Int32(pixels) * zeroPoint) * inv }
+        // The float fc layers use the 8-lane dense kernel on both paths (portable SIMD, so the reference path stays
+        // bit-exact with the vector one; a serial scalar sum here cost 0.2 ms of a 1 s clip's 0.7 ms).
         se.fc1.withUnsafeBufferPointer { w in
-            for j in 0..<se.squeeze {
-                var a = se.b1[j]
-                for c in 0..<e { a += w[j * e + c] * pooledF[c] }
-                hiddenF[j] = max(a, 0)
+            se.b1.withUnsafeBufferPointer { b in
+                f32_linear_simd8(input: UnsafeBufferPointer(pooledF), nin: e, weights: w, bias: b, nout: se.squeeze,
+                                 activation: .relu, output: hiddenF)
             }
         }
         se.fc2.withUnsafeBufferPointer { w in
-            for c in 0..<e {
-                var a = se.b2[c]
-                for j in 0..<se.squeeze { a += w[c * se.squeeze + j] * hiddenF[j] }
-                gate[c] = f32_sigmoid(a) * (scale / outScale)
+            se.b2.withUnsafeBufferPointer { b in
+                f32_linear_simd8(input: UnsafeBufferPointer(hiddenF), nin: se.squeeze, weights: w, bias: b, nout: e,
+                                 activation: .none, output: gate)
             }
         }
+        for c in 0..<e { gate[c] = f32_sigmoid(gate[c]) * (scale / outScale) }
         if usesReferenceKernels {
             s8_gate_reference(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
                               multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
