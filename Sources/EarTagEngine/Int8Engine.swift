@@ -5,6 +5,7 @@
 // the scheme follows gemmlowp doc/quantization.md, the TFLite int8 quantization spec and XNNPACK's fp32
 // requantization.
 import EarTagKernels
+import EarTagKernelsNarrow
 import EarTagModel
 import FoundationEssentials
 #if canImport(Glibc)
@@ -362,8 +363,13 @@ public final class Int8Engine {
             s8_center_plane_f32(input: UnsafeBufferPointer(melQ), count: melBins * frames, zeroPoint: stem.inputZeroPoint,
                                 centered: centered)
             stem.packed.withUnsafeBufferPointer { w in
-                s8_stem3x3s2_16_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
-                                     cout: stem.cout, epilogue: stem.epilogue, output: x)
+                if stem.cout == 8 {
+                    s8_stem3x3s2_c8_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
+                                         epilogue: stem.epilogue, output: x)
+                } else {
+                    s8_stem3x3s2_16_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
+                                         cout: stem.cout, epilogue: stem.epilogue, output: x)
+                }
             }
         }
         debug("features.0.act", x, rows * cols * stem.cout)
@@ -384,21 +390,35 @@ public final class Int8Engine {
                 }
             } else {
                 // Bands of output rows whose centered input rows fit in 256 KB (in L2), instead of a centered copy
-                // of the whole map (4 MB at mn04's second block).
-                let rowFloats = cols * s8_dw_pitch(d.cout), span = (b.kernel - 1) * b.dilation
+                // of the whole map (4 MB at mn04's second block). 8-channel layers run the 8-lane kernel on a dense
+                // centered copy (pitch 8).
+                let c8 = d.cout == 8
+                let rowFloats = cols * (c8 ? 8 : s8_dw_pitch(d.cout)), span = (b.kernel - 1) * b.dilation
                 let bandRows = max(1, (max(1, 65_536 / rowFloats) - span) / b.stride)
                 var r0 = 0
                 while r0 < orows {
                     let band = r0..<min(orows, r0 + bandRows)
                     let inRows = s8_dw_input_rows(band, height: rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
-                    s8_center_f32(input: UnsafeBufferPointer(rebasing: dwIn[(inRows.lowerBound * cols * d.cout)...]),
-                                  pixels: inRows.count * cols, channels: d.cout, zeroPoint: d.inputZeroPoint,
-                                  centered: centered)
+                    let bandIn = UnsafeBufferPointer(rebasing: dwIn[(inRows.lowerBound * cols * d.cout)...])
+                    if c8 {
+                        s8_center_plane_f32(input: bandIn, count: inRows.count * cols * 8, zeroPoint: d.inputZeroPoint,
+                                            centered: centered)
+                    } else {
+                        s8_center_f32(input: bandIn, pixels: inRows.count * cols, channels: d.cout,
+                                      zeroPoint: d.inputZeroPoint, centered: centered)
+                    }
                     d.packed.withUnsafeBufferPointer { w in
-                        s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
-                                            channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
-                                            dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
-                                            centeredFirstRow: inRows.lowerBound)
+                        if c8 {
+                            s8_dwconv_c8_4x8_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
+                                                  packed: w, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
+                                                  epilogue: d.epilogue, output: mapD, rows: band,
+                                                  centeredFirstRow: inRows.lowerBound)
+                        } else {
+                            s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
+                                                channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
+                                                dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
+                                                centeredFirstRow: inRows.lowerBound)
+                        }
                     }
                     r0 = band.upperBound
                 }

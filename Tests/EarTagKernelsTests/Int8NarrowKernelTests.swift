@@ -1,0 +1,102 @@
+// The 8-channel kernels of EarTagKernelsNarrow held bit-exact to the scalar references over random and edge shapes
+// (widths and heights 1, 2, 3, odd, 4-pixel tile tails; stride 1 and 2; kernels 3 and 5; dilation 2; bands of rows)
+// and extreme values (weights +-2047, inputs and zero points at the int8 ends, large biases). Seeds are printed.
+import XCTest
+import EarTagKernels
+import EarTagKernelsNarrow
+import EarTagTestSupport
+
+final class Int8NarrowKernelTests: XCTestCase {
+    /// Random inputs, or (when `extreme`) inputs and weights at the ends of their ranges.
+    func data(_ rng: inout SeededRNG, inputs n: Int, weights m: Int, extreme: Bool) -> ([Int8], [Int16], Int32) {
+        guard extreme else {
+            return (rng.int8s(n), rng.weights(m, limit: 2047), Int32.random(in: -128...127, using: &rng))
+        }
+        let zp: Int32 = Bool.random(using: &rng) ? 127 : -128
+        let x = (0..<n).map { _ in Bool.random(using: &rng) ? Int8.min : Int8.max }
+        let w = (0..<m).map { _ in Bool.random(using: &rng) ? Int16(-2047) : Int16(2047) }
+        return (x, w, zp)
+    }
+
+    func testStemC8BitExact() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = SeededRNG(state: seed)
+        let sizes = [(1, 1), (1, 2), (2, 1), (2, 3), (3, 3), (3, 2), (7, 9), (8, 8), (13, 11), (5, 17), (64, 40)]
+        for (h, w) in sizes {
+            for extreme in [false, true] {
+                let (x, wt, zp) = data(&rng, inputs: h * w, weights: 9 * 8, extreme: extreme)
+                let e = rng.epilogue(8, biasRange: extreme ? 1 << 30 : 1 << 20, unit: extreme ? 1e-8...1e-6 : 1e-7...1e-5)
+                let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
+                var packed = [Float](repeating: 0, count: 9 * 16), centered = [Float](repeating: 0, count: h * w)
+                var ref = [Int8](repeating: 0, count: ho * wo * 8), vec = [Int8](repeating: 1, count: ho * wo * 8)
+                withBuffers(x, wt, &ref) { xi, wi, o in
+                    packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: 8, kernel: 3, packed: $0) }
+                    centered.withUnsafeMutableBufferPointer { s8_center_plane_f32(input: xi, count: h * w, zeroPoint: zp, centered: $0) }
+                    s8_stem3x3s2_reference(input: xi, height: h, width: w, inputZeroPoint: zp, weights: wi, cout: 8,
+                                           epilogue: e, output: o)
+                }
+                withBuffers(centered, packed, &vec) { ce, pk, o in
+                    s8_stem3x3s2_c8_simd(centered: ce, height: h, width: w, packed: pk, epilogue: e, output: o)
+                }
+                XCTAssertEqual(ref, vec, "seed \(seed) \(h)x\(w) extreme \(extreme) act \(e.activation)")
+                // A test that cannot fail is no test: the outputs must not be constant.
+                if !extreme && ho * wo >= 16 { XCTAssertGreaterThan(Set(vec).count, 4, "seed \(seed) \(h)x\(w)") }
+            }
+        }
+    }
+
+    func testDepthwiseC8BitExact() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = SeededRNG(state: seed)
+        let shapes = [(3, 1, 1), (3, 2, 1), (5, 1, 1), (5, 2, 1), (3, 1, 2), (5, 1, 2)]
+        for (k, st, d) in shapes {
+            var sizes = [(1, 1), (1, 2), (2, 3), (3, 3), (4, 5), (6, 7), (5, 8), (9, 13)]
+            sizes += (0..<4).map { _ in (Int.random(in: 1...9, using: &rng), Int.random(in: 1...31, using: &rng)) }
+            for (h, w) in sizes {
+                for extreme in [false, true] {
+                    let (x, wt, zp) = data(&rng, inputs: h * w * 8, weights: k * k * 8, extreme: extreme)
+                    let e = rng.epilogue(8, biasRange: extreme ? 1 << 30 : 1 << 20, unit: extreme ? 1e-8...1e-6 : 1e-7...1e-5)
+                    let ho = f32_conv_out_size(h, kernel: k, stride: st, dilation: d)
+                    let wo = f32_conv_out_size(w, kernel: k, stride: st, dilation: d)
+                    var packed = [Float](repeating: 0, count: k * k * 16), centered = [Float](repeating: 7, count: h * w * 8)
+                    var ref = [Int8](repeating: 0, count: ho * wo * 8), vec = [Int8](repeating: 1, count: ho * wo * 8)
+                    withBuffers(x, wt, &ref) { xi, wi, o in
+                        packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: 8, kernel: k, packed: $0) }
+                        centered.withUnsafeMutableBufferPointer {
+                            s8_center_plane_f32(input: xi, count: h * w * 8, zeroPoint: zp, centered: $0)
+                        }
+                        s8_dwconv_reference(input: xi, height: h, width: w, channels: 8, inputZeroPoint: zp, weights: wi,
+                                            kernel: k, stride: st, dilation: d, epilogue: e, output: o, rows: 0..<ho)
+                    }
+                    withBuffers(centered, packed, &vec) { ce, pk, o in
+                        s8_dwconv_c8_4x8_simd(centered: ce, height: h, width: w, packed: pk, kernel: k, stride: st,
+                                              dilation: d, epilogue: e, output: o, rows: 0..<ho)
+                    }
+                    let tag = "seed \(seed) k\(k) s\(st) d\(d) \(h)x\(w) extreme \(extreme) act \(e.activation)"
+                    XCTAssertEqual(ref, vec, tag)
+                    // Band by band, each band's input rows centered alone at the start of a buffer (as Int8Engine does).
+                    var banded = [Int8](repeating: 1, count: ho * wo * 8)
+                    var r0 = 0
+                    while r0 < ho {
+                        let rows = r0..<min(ho, r0 + Int.random(in: 1...3, using: &rng))
+                        let inRows = s8_dw_input_rows(rows, height: h, kernel: k, stride: st, dilation: d)
+                        var band = [Float](repeating: 7, count: inRows.count * w * 8)
+                        x.withUnsafeBufferPointer { xi in
+                            band.withUnsafeMutableBufferPointer {
+                                s8_center_plane_f32(input: UnsafeBufferPointer(rebasing: xi[(inRows.lowerBound * w * 8)...]),
+                                                    count: inRows.count * w * 8, zeroPoint: zp, centered: $0)
+                            }
+                        }
+                        withBuffers(band, packed, &banded) { ce, pk, o in
+                            s8_dwconv_c8_4x8_simd(centered: ce, height: h, width: w, packed: pk, kernel: k, stride: st,
+                                                  dilation: d, epilogue: e, output: o, rows: rows,
+                                                  centeredFirstRow: inRows.lowerBound)
+                        }
+                        r0 = rows.upperBound
+                    }
+                    XCTAssertEqual(ref, banded, "bands: " + tag)
+                }
+            }
+        }
+    }
+}
