@@ -304,6 +304,11 @@ public final class Int8Engine {
         return macs + out.cin * out.cout
     }
 
+    /// True when a depthwise layer of `c` channels runs `s8_dwconv_c8n_8x8_simd` (8-lane groups, dense centered
+    /// input) instead of `s8_dwconv_4x16_simd`: every multiple of 8. Measured faster on mn04_as for all its depthwise
+    /// layers, the 16-multiples included (docs/quantization.md "Speed").
+    private func narrowDepthwise(_ c: Int) -> Bool { c % 8 == 0 }
+
     /// True when layer `l` runs the vector kernels (their float-lane sums must be exact for it).
     @inline(__always)
     private func vector(_ l: S8LayerPlan) -> Bool { !usesReferenceKernels && l.vectorExact }
@@ -390,10 +395,10 @@ public final class Int8Engine {
                 }
             } else {
                 // Bands of output rows whose centered input rows fit in 256 KB (in L2), instead of a centered copy
-                // of the whole map (4 MB at mn04's second block). 8-channel layers run the 8-lane kernel on a dense
-                // centered copy (pitch 8).
-                let c8 = d.cout == 8
-                let rowFloats = cols * (c8 ? 8 : s8_dw_pitch(d.cout)), span = (b.kernel - 1) * b.dilation
+                // of the whole map (4 MB at mn04's second block). Layers with a multiple of 8 channels run the 8-lane
+                // kernel on a dense centered copy (pitch c).
+                let c8 = narrowDepthwise(d.cout)
+                let rowFloats = cols * (c8 ? d.cout : s8_dw_pitch(d.cout)), span = (b.kernel - 1) * b.dilation
                 let bandRows = max(1, (max(1, 65_536 / rowFloats) - span) / b.stride)
                 var r0 = 0
                 while r0 < orows {
@@ -401,18 +406,18 @@ public final class Int8Engine {
                     let inRows = s8_dw_input_rows(band, height: rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
                     let bandIn = UnsafeBufferPointer(rebasing: dwIn[(inRows.lowerBound * cols * d.cout)...])
                     if c8 {
-                        s8_center_plane_f32(input: bandIn, count: inRows.count * cols * 8, zeroPoint: d.inputZeroPoint,
-                                            centered: centered)
+                        s8_center_plane_f32(input: bandIn, count: inRows.count * cols * d.cout,
+                                            zeroPoint: d.inputZeroPoint, centered: centered)
                     } else {
                         s8_center_f32(input: bandIn, pixels: inRows.count * cols, channels: d.cout,
                                       zeroPoint: d.inputZeroPoint, centered: centered)
                     }
                     d.packed.withUnsafeBufferPointer { w in
                         if c8 {
-                            s8_dwconv_c8_4x8_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
-                                                  packed: w, kernel: b.kernel, stride: b.stride, dilation: b.dilation,
-                                                  epilogue: d.epilogue, output: mapD, rows: band,
-                                                  centeredFirstRow: inRows.lowerBound)
+                            s8_dwconv_c8n_8x8_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
+                                                   channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
+                                                   dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
+                                                   centeredFirstRow: inRows.lowerBound)
                         } else {
                             s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
                                                 channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,

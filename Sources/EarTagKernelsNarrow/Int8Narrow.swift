@@ -29,39 +29,113 @@ func clamp8(_ v: SIMD8<Float>, _ lo: Float, _ hi: Float) -> SIMD8<Float> {
     return r
 }
 
-/// The epilogue of 8 channels (`S8Epilogue.apply` lane by lane, the same float operations in the same order) for
-/// the exact float sums `sum`, stored as 8 int8 values at `o`. `s`/`b` hold the channels' scale and float bias;
-/// `act` is a constant at every call so that the tile loops specialize per activation.
-/// Invariant: after the clamp |y| <= 255 < 2^22, so the magic addition rounds exactly.
-@_transparent
-func emit8(_ sum: SIMD8<Float>, s: SIMD8<Float>, b: SIMD8<Float>, act: S8Activation, inverseOutputScale inv: Float,
-           zeroPoint zp: Int32, output o: UnsafeMutablePointer<Int8>) {
-    var y = (sum + b) * s
-    switch act {
-    case .none: break
-    case .relu: y.replace(with: 0, where: y .< 0)
-    case .hardswish: y = y * clamp8(y + 3, 0, 6) * (1 / 6 as Float)
-    }
-    let c = clamp8(y * inv, Float(-128 - zp), Float(127 - zp))
-    let q = unsafeBitCast(c + SIMD8(repeating: magic), to: SIMD8<Int32>.self) &- SIMD8(repeating: magicBits &- zp)
-    for l in 0..<8 { o[l] = Int8(truncatingIfNeeded: q[l]) }
+/// An activation of the epilogue as a type, so that generic tile loops are specialized per activation (a value
+/// tested inside the loop was not hoisted: the compiler kept one test per output pixel).
+protocol Activation8 {
+    /// The activation of `S8Epilogue.apply`, lane by lane, with the same float operations in the same order.
+    static func apply(_ y: SIMD8<Float>) -> SIMD8<Float>
 }
 
-/// Calls `body` with the activation as a literal constant (so `emit8` inside is specialized per activation).
+/// No activation.
+enum Identity8: Activation8 {
+    /// Returns `y`.
+    @_transparent static func apply(_ y: SIMD8<Float>) -> SIMD8<Float> { y }
+}
+
+/// ReLU: max(y, 0) as compare-and-blend.
+enum ReLU8: Activation8 {
+    /// Returns max(y, 0) lane by lane.
+    @_transparent static func apply(_ y: SIMD8<Float>) -> SIMD8<Float> {
+        var r = y
+        r.replace(with: 0, where: r .< 0)
+        return r
+    }
+}
+
+/// Hardswish: y * min(max(y + 3, 0), 6) * (1 / 6), multiplied in that order like the reference.
+enum Hardswish8: Activation8 {
+    /// Returns hardswish(y) lane by lane.
+    @_transparent static func apply(_ y: SIMD8<Float>) -> SIMD8<Float> { y * clamp8(y + 3, 0, 6) * (1 / 6 as Float) }
+}
+
+/// The per-layer constants of the 8-channel epilogue, loaded once per kernel call.
+struct Epilogue8 {
+    /// Scale (s_in * s_w[c]) and float bias of the 8 channels.
+    var scale: SIMD8<Float>, bias: SIMD8<Float>
+    /// 1 / output scale; output zero point; the clamp bounds in output steps, -128 - zp and 127 - zp.
+    var inverseOutputScale: Float, zeroPoint: Int32, lo: Float, hi: Float
+
+    /// Loads the constants of `e` and the scale and bias of its channels 0-7 (its arrays are padded to 16).
+    init(_ e: S8Epilogue) {
+        scale = e.scale.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
+        bias = e.biasF.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
+        inverseOutputScale = e.inverseOutputScale
+        zeroPoint = e.zeroPoint
+        lo = Float(-128 - e.zeroPoint); hi = Float(127 - e.zeroPoint)
+    }
+
+    /// Switches to the scale and bias of channels 8 * group ..< 8 * group + 8 (`sp`, `bp`: the padded arrays).
+    @_transparent
+    mutating func load(_ sp: UnsafeRawPointer, _ bp: UnsafeRawPointer, group: Int) {
+        scale = load8(sp, 32 * group); bias = load8(bp, 32 * group)
+    }
+
+    /// Requantizes the exact float sums `sum` of 8 channels (`S8Epilogue.apply` lane by lane: bias, scale,
+    /// activation `A`, times 1 / output scale, clamp, magic rounding, zero point) and stores 8 int8 values at `o`.
+    /// Invariant: after the clamp |y| <= 255 < 2^22, so the magic addition rounds exactly.
+    @_transparent
+    func emit<A: Activation8>(_ sum: SIMD8<Float>, _: A.Type, to o: UnsafeMutablePointer<Int8>) {
+        let y = A.apply((sum + bias) * scale)
+        let c = clamp8(y * inverseOutputScale, lo, hi)
+        let q = unsafeBitCast(c + SIMD8(repeating: magic), to: SIMD8<Int32>.self) &- SIMD8(repeating: magicBits &- zeroPoint)
+        for l in 0..<8 { o[l] = Int8(truncatingIfNeeded: q[l]) }
+    }
+}
+
+/// Calls the closure specialized for the activation `a` (a type, see `Activation8`).
 @_transparent
-func withConstantActivation(_ a: S8Activation, _ body: (S8Activation) -> Void) {
+func dispatch(_ a: S8Activation, none: () -> Void, relu: () -> Void, hardswish: () -> Void) {
     switch a {
-    case .none: body(.none)
-    case .relu: body(.relu)
-    case .hardswish: body(.hardswish)
+    case .none: none()
+    case .relu: relu()
+    case .hardswish: hardswish()
+    }
+}
+
+/// Loads the 8-lane vector at byte offset `offset` of `p` (the first 8 lanes of a 16-lane packed weight row, or one
+/// pixel of a dense 8-channel float map).
+@_transparent
+func load8(_ p: UnsafeRawPointer, _ offset: Int) -> SIMD8<Float> { p.load(fromByteOffset: offset, as: SIMD8<Float>.self) }
+
+/// The nine 8-channel tap vectors of a 3x3 stem, held in registers.
+struct Taps9 {
+    var t0, t1, t2, t3, t4, t5, t6, t7, t8: SIMD8<Float>
+
+    /// Loads the taps from weights packed by `s8_pack_dwconv(channels: 8, kernel: 3)` ([9][16]).
+    init(_ p: UnsafeRawPointer) {
+        (t0, t1, t2) = (load8(p, 0), load8(p, 64), load8(p, 128))
+        (t3, t4, t5) = (load8(p, 192), load8(p, 256), load8(p, 320))
+        (t6, t7, t8) = (load8(p, 384), load8(p, 448), load8(p, 512))
+    }
+
+    /// The exact sum of the nine taps for the output pixel whose top-left input tap is element `i` of rows `r0`,
+    /// `r1`, `r2` (each input value broadcast across the 8 channels).
+    @_transparent
+    func sum(_ r0: UnsafePointer<Float>, _ r1: UnsafePointer<Float>, _ r2: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
+        var a = t0 * r0[i]
+        a.addProduct(t1, r0[i + 1]); a.addProduct(t2, r0[i + 2])
+        a.addProduct(t3, r1[i]); a.addProduct(t4, r1[i + 1]); a.addProduct(t5, r1[i + 2])
+        a.addProduct(t6, r2[i]); a.addProduct(t7, r2[i + 1]); a.addProduct(t8, r2[i + 2])
+        return a
     }
 }
 
 /// Vectorized int8 stem for exactly 8 output channels, bit-exact with `s8_stem3x3s2_reference` (cout 8): 3x3
 /// stride 2, zero padding 1, one int8 plane [h][w] to [ho][wo][8]. Reads `centered`, the plane's x - zp as floats
 /// (`s8_center_plane_f32`), and the weights of `s8_pack_dwconv(channels: 8, kernel: 3)` ([9][16], lanes 0-7 used).
-/// The nine tap vectors stay in registers; per output pixel nine broadcast multiply-adds (exact: 9 * 255 * 2047 <
-/// 2^24) and one 8-lane epilogue. Border pixels skip the padded taps like the reference.
+/// The nine tap vectors stay in registers; interior output pixels go in tiles of 8 along the row (eight independent
+/// chains of nine broadcast multiply-adds, exact: 9 * 255 * 2047 < 2^24), each followed by one 8-lane epilogue.
+/// Border pixels skip the padded taps like the reference.
 public func s8_stem3x3s2_c8_simd(
     centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int,
     packed: UnsafeBufferPointer<Float>, epilogue e: S8Epilogue,
@@ -71,122 +145,162 @@ public func s8_stem3x3s2_c8_simd(
     precondition(e.channels == 8, "s8_stem3x3s2_c8_simd needs 8 output channels, not \(e.channels)")
     precondition(h >= 1 && w >= 1 && centered.count >= h * w && output.count >= ho * wo * 8 && packed.count >= 9 * 16)
     let x = centered.baseAddress!, pw = UnsafeRawPointer(packed.baseAddress!), o = output.baseAddress!
-    let w0 = pw.load(as: SIMD8<Float>.self), w1 = pw.load(fromByteOffset: 64, as: SIMD8<Float>.self)
-    let w2 = pw.load(fromByteOffset: 128, as: SIMD8<Float>.self), w3 = pw.load(fromByteOffset: 192, as: SIMD8<Float>.self)
-    let w4 = pw.load(fromByteOffset: 256, as: SIMD8<Float>.self), w5 = pw.load(fromByteOffset: 320, as: SIMD8<Float>.self)
-    let w6 = pw.load(fromByteOffset: 384, as: SIMD8<Float>.self), w7 = pw.load(fromByteOffset: 448, as: SIMD8<Float>.self)
-    let w8 = pw.load(fromByteOffset: 512, as: SIMD8<Float>.self)
-    let s = e.scale.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
-    let b = e.biasF.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
-    let inv = e.inverseOutputScale, zp = e.zeroPoint
-    // Interior outputs: rows 1 ... (h - 2) / 2 and columns 1 ... (w - 2) / 2 read taps 2o-1 ... 2o+1, all inside.
+    let ep = Epilogue8(e)
+    dispatch(e.activation,
+             none: { stemC8(Identity8.self, x, h, w, pw, ep, o) },
+             relu: { stemC8(ReLU8.self, x, h, w, pw, ep, o) },
+             hardswish: { stemC8(Hardswish8.self, x, h, w, pw, ep, o) })
+}
+
+/// The body of `s8_stem3x3s2_c8_simd` for activation `A`.
+@inline(__always)
+func stemC8<A: Activation8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, _ w: Int, _ pw: UnsafeRawPointer,
+                            _ ep: Epilogue8, _ o: UnsafeMutablePointer<Int8>) {
+    let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
+    let taps = Taps9(pw)
+    // Interior outputs: rows 1 ..< yHi and columns 1 ..< xHi read taps 2o-1 ... 2o+1, all inside.
     let yHi = (h - 2) / 2 + 1, xHi = (w - 2) / 2 + 1
-    withConstantActivation(e.activation) { act in
-        for oy in 0..<ho {
-            let interiorRow = oy >= 1 && oy < yHi
-            var ox = 0
-            while ox < wo {
-                let out = o + (oy * wo + ox) * 8
-                if interiorRow && ox >= 1 && ox < xHi {
-                    let r0 = x + (2 * oy - 1) * w + 2 * ox - 1, r1 = r0 + w, r2 = r1 + w
-                    var a = w0 * r0[0]
-                    a.addProduct(w1, r0[1]); a.addProduct(w2, r0[2])
-                    a.addProduct(w3, r1[0]); a.addProduct(w4, r1[1]); a.addProduct(w5, r1[2])
-                    a.addProduct(w6, r2[0]); a.addProduct(w7, r2[1]); a.addProduct(w8, r2[2])
-                    emit8(a, s: s, b: b, act: act, inverseOutputScale: inv, zeroPoint: zp, output: out)
-                } else {
-                    var a = SIMD8<Float>()
-                    for ky in 0..<3 {
-                        let iy = 2 * oy - 1 + ky
-                        if iy < 0 || iy >= h { continue }
-                        for kx in 0..<3 {
-                            let ix = 2 * ox - 1 + kx
-                            if ix < 0 || ix >= w { continue }
-                            a.addProduct(pw.load(fromByteOffset: 64 * (ky * 3 + kx), as: SIMD8<Float>.self), x[iy * w + ix])
-                        }
-                    }
-                    emit8(a, s: s, b: b, act: act, inverseOutputScale: inv, zeroPoint: zp, output: out)
-                }
-                ox += 1
+    for oy in 0..<ho {
+        let interiorRow = oy >= 1 && oy < yHi
+        var ox = 0
+        while ox < wo {
+            let out = o + (oy * wo + ox) * 8
+            if interiorRow && ox >= 1 && ox + 8 <= xHi {
+                let r0 = x + (2 * oy - 1) * w + 2 * ox - 1, r1 = r0 + w, r2 = r1 + w
+                ep.emit(taps.sum(r0, r1, r2, 0), A.self, to: out)
+                ep.emit(taps.sum(r0, r1, r2, 2), A.self, to: out + 8)
+                ep.emit(taps.sum(r0, r1, r2, 4), A.self, to: out + 16)
+                ep.emit(taps.sum(r0, r1, r2, 6), A.self, to: out + 24)
+                ep.emit(taps.sum(r0, r1, r2, 8), A.self, to: out + 32)
+                ep.emit(taps.sum(r0, r1, r2, 10), A.self, to: out + 40)
+                ep.emit(taps.sum(r0, r1, r2, 12), A.self, to: out + 48)
+                ep.emit(taps.sum(r0, r1, r2, 14), A.self, to: out + 56)
+                ox += 8
+                continue
             }
+            if interiorRow && ox >= 1 && ox < xHi {
+                let r0 = x + (2 * oy - 1) * w + 2 * ox - 1
+                ep.emit(taps.sum(r0, r0 + w, r0 + 2 * w, 0), A.self, to: out)
+            } else {
+                var a = SIMD8<Float>()
+                for ky in 0..<3 {
+                    let iy = 2 * oy - 1 + ky
+                    if iy < 0 || iy >= h { continue }
+                    for kx in 0..<3 {
+                        let ix = 2 * ox - 1 + kx
+                        if ix < 0 || ix >= w { continue }
+                        a.addProduct(load8(pw, 64 * (ky * 3 + kx)), x[iy * w + ix])
+                    }
+                }
+                ep.emit(a, A.self, to: out)
+            }
+            ox += 1
         }
     }
 }
 
-/// Vectorized int8 depthwise conv for exactly 8 channels over output rows `rows`, bit-exact with
-/// `s8_dwconv_reference` (c 8): reads the centered input as dense floats [rows][w][8] (`s8_center_plane_f32` over
-/// pixels * 8 values, starting at input row `centeredFirstRow`, so that callers can center band by band) and the
-/// weights of `s8_pack_dwconv(channels: 8)` ([k*k][16], lanes 0-7 used). Interior output pixels (every horizontal
-/// tap inside the input) go in tiles of 4 along the row, so each weight vector loaded serves four multiply-adds;
-/// border pixels check each tap like the reference. Exact sums (25 taps of |w (x - zp)| <= 2047 * 255 < 2^24).
-public func s8_dwconv_c8_4x8_simd(
-    centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int,
+/// Vectorized int8 depthwise conv for channels in groups of 8 (c a multiple of 8) over output rows `rows`,
+/// bit-exact with `s8_dwconv_reference`: reads the centered input as dense floats [rows][w][c]
+/// (`s8_center_plane_f32` over pixels * c values, starting at input row `centeredFirstRow`, so that callers can
+/// center band by band) and the weights of `s8_pack_dwconv` ([k*k][s8_dw_pitch(c)]). Interior output pixels (every
+/// horizontal tap inside the input) go in tiles of 8 pixels x 8 channels, so each weight vector loaded serves eight
+/// independent multiply-adds; border pixels and row tails check each tap like the reference. No lane is empty for
+/// c = 8, 24, 40 ... (the 16-lane kernel computes 16, 32, 48). Exact sums (25 taps of |w (x - zp)| <= 2047 * 255 <
+/// 2^24).
+public func s8_dwconv_c8n_8x8_simd(
+    centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int, channels c: Int,
     packed: UnsafeBufferPointer<Float>, kernel k: Int, stride st: Int, dilation d: Int, epilogue e: S8Epilogue,
     output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>, centeredFirstRow first: Int = 0
 ) {
-    let pad = (k - 1) / 2 * d
     let ho = f32_conv_out_size(h, kernel: k, stride: st, dilation: d)
     let wo = f32_conv_out_size(w, kernel: k, stride: st, dilation: d)
-    precondition(e.channels == 8, "s8_dwconv_c8_4x8_simd needs 8 channels, not \(e.channels)")
-    precondition(output.count >= ho * wo * 8 && packed.count >= k * k * 16)
+    precondition(c > 0 && c % 8 == 0 && e.channels == c, "s8_dwconv_c8n_8x8_simd needs a multiple of 8 channels, not \(c)")
+    precondition(output.count >= ho * wo * c && packed.count >= k * k * s8_dw_pitch(c))
     precondition(rows.lowerBound >= 0 && rows.upperBound <= ho)
     guard !rows.isEmpty else { return }
     let needed = s8_dw_input_rows(rows, height: h, kernel: k, stride: st, dilation: d)
-    precondition(first <= needed.lowerBound && centered.count >= (needed.upperBound - first) * w * 8,
+    precondition(first <= needed.lowerBound && centered.count >= (needed.upperBound - first) * w * c,
                  "centered rows do not cover the input rows of output rows \(rows)")
-    // Input row iy is row iy - first of `centered`; byte offsets of pixel (iy, ix) are 32 * (iy * w + ix).
-    let xb = UnsafeRawPointer(centered.baseAddress!) - 32 * first * w, wb = UnsafeRawPointer(packed.baseAddress!)
-    let o = output.baseAddress!
-    let s = e.scale.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
-    let b = e.biasF.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
-    let inv = e.inverseOutputScale, zp = e.zeroPoint
+    // Input row iy is row iy - first of `centered`; the byte offset of pixel (iy, ix) is 4 * c * (iy * w + ix).
+    let xb = UnsafeRawPointer(centered.baseAddress!) - 4 * c * first * w
+    let shape = Shape8(h: h, w: w, c: c, wo: wo, k: k, st: st, d: d)
+    let wb = UnsafeRawPointer(packed.baseAddress!), o = output.baseAddress!
+    e.scale.withUnsafeBufferPointer { scale in
+        e.biasF.withUnsafeBufferPointer { bias in
+            let sp = UnsafeRawPointer(scale.baseAddress!), bp = UnsafeRawPointer(bias.baseAddress!)
+            dispatch(e.activation,
+                     none: { dwconvC8(Identity8.self, xb, wb, shape, e, sp, bp, o, rows) },
+                     relu: { dwconvC8(ReLU8.self, xb, wb, shape, e, sp, bp, o, rows) },
+                     hardswish: { dwconvC8(Hardswish8.self, xb, wb, shape, e, sp, bp, o, rows) })
+        }
+    }
+}
+
+/// Geometry of a depthwise call: input h x w x c, output width wo, kernel k, stride st, dilation d.
+struct Shape8 {
+    var h, w, c, wo, k, st, d: Int
+}
+
+/// The body of `s8_dwconv_c8n_8x8_simd` for activation `A` (`xb`: the centered input, shifted so that input row 0
+/// is at offset 0; `sp`/`bp`: the epilogue's padded scale and float bias arrays).
+@inline(__always)
+func dwconvC8<A: Activation8>(_: A.Type, _ xb: UnsafeRawPointer, _ wb: UnsafeRawPointer, _ g: Shape8,
+                              _ e: S8Epilogue, _ sp: UnsafeRawPointer, _ bp: UnsafeRawPointer,
+                              _ o: UnsafeMutablePointer<Int8>, _ rows: Range<Int>) {
+    let (h, w, c, wo, k, st, d) = (g.h, g.w, g.c, g.wo, g.k, g.st, g.d)
+    let pad = (k - 1) / 2 * d, groups = c / 8, tapBytes = 4 * s8_dw_pitch(c), pixelBytes = 4 * c
     // Interior columns: ox * st - pad >= 0 and ox * st - pad + (k - 1) * d <= w - 1.
     let interiorLo = (pad + st - 1) / st
     let lastStart = w - 1 - (k - 1) * d + pad
     let interiorHi = lastStart < 0 ? 0 : min(wo, lastStart / st + 1)
-    let step = 32 * st
-    withConstantActivation(e.activation) { act in
-        for oy in rows {
-            // Vertical taps inside the input: ky in kyLo..<kyHi.
-            var kyLo = 0, kyHi = k
-            while kyLo < k && oy * st - pad + kyLo * d < 0 { kyLo += 1 }
-            while kyHi > kyLo && oy * st - pad + (kyHi - 1) * d >= h { kyHi -= 1 }
-            var ox = 0
-            while ox < wo {
-                let out = o + (oy * wo + ox) * 8
-                if ox >= interiorLo && ox + 4 <= interiorHi {
-                    var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0
+    let step = pixelBytes * st
+    var ep = Epilogue8(e)
+    for oy in rows {
+        // Vertical taps inside the input: ky in kyLo ..< kyHi.
+        var kyLo = 0, kyHi = k
+        while kyLo < k && oy * st - pad + kyLo * d < 0 { kyLo += 1 }
+        while kyHi > kyLo && oy * st - pad + (kyHi - 1) * d >= h { kyHi -= 1 }
+        var ox = 0
+        while ox < wo {
+            let out = o + (oy * wo + ox) * c
+            if ox >= interiorLo && ox + 8 <= interiorHi {
+                for gi in 0..<groups {
+                    var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
                     for ky in kyLo..<kyHi {
-                        let row = 32 * ((oy * st - pad + ky * d) * w + ox * st - pad)
+                        let row = pixelBytes * ((oy * st - pad + ky * d) * w + ox * st - pad) + 32 * gi
                         for kx in 0..<k {
-                            let wv = wb.load(fromByteOffset: 64 * (ky * k + kx), as: SIMD8<Float>.self)
-                            let base = row + 32 * kx * d
-                            a0.addProduct(xb.load(fromByteOffset: base, as: SIMD8<Float>.self), wv)
-                            a1.addProduct(xb.load(fromByteOffset: base + step, as: SIMD8<Float>.self), wv)
-                            a2.addProduct(xb.load(fromByteOffset: base + 2 * step, as: SIMD8<Float>.self), wv)
-                            a3.addProduct(xb.load(fromByteOffset: base + 3 * step, as: SIMD8<Float>.self), wv)
+                            let wv = load8(wb, tapBytes * (ky * k + kx) + 32 * gi), p = row + pixelBytes * kx * d
+                            a0.addProduct(load8(xb, p), wv); a1.addProduct(load8(xb, p + step), wv)
+                            a2.addProduct(load8(xb, p + 2 * step), wv); a3.addProduct(load8(xb, p + 3 * step), wv)
+                            a4.addProduct(load8(xb, p + 4 * step), wv); a5.addProduct(load8(xb, p + 5 * step), wv)
+                            a6.addProduct(load8(xb, p + 6 * step), wv); a7.addProduct(load8(xb, p + 7 * step), wv)
                         }
                     }
-                    emit8(a0, s: s, b: b, act: act, inverseOutputScale: inv, zeroPoint: zp, output: out)
-                    emit8(a1, s: s, b: b, act: act, inverseOutputScale: inv, zeroPoint: zp, output: out + 8)
-                    emit8(a2, s: s, b: b, act: act, inverseOutputScale: inv, zeroPoint: zp, output: out + 16)
-                    emit8(a3, s: s, b: b, act: act, inverseOutputScale: inv, zeroPoint: zp, output: out + 24)
-                    ox += 4
-                    continue
+                    ep.load(sp, bp, group: gi)
+                    let og = out + 8 * gi
+                    ep.emit(a0, A.self, to: og); ep.emit(a1, A.self, to: og + c)
+                    ep.emit(a2, A.self, to: og + 2 * c); ep.emit(a3, A.self, to: og + 3 * c)
+                    ep.emit(a4, A.self, to: og + 4 * c); ep.emit(a5, A.self, to: og + 5 * c)
+                    ep.emit(a6, A.self, to: og + 6 * c); ep.emit(a7, A.self, to: og + 7 * c)
                 }
+                ox += 8
+                continue
+            }
+            for gi in 0..<groups {
                 var a = SIMD8<Float>()
                 for ky in kyLo..<kyHi {
                     let iy = oy * st - pad + ky * d
                     for kx in 0..<k {
                         let ix = ox * st - pad + kx * d
                         if ix < 0 || ix >= w { continue }
-                        a.addProduct(xb.load(fromByteOffset: 32 * (iy * w + ix), as: SIMD8<Float>.self),
-                                     wb.load(fromByteOffset: 64 * (ky * k + kx), as: SIMD8<Float>.self))
+                        a.addProduct(load8(xb, pixelBytes * (iy * w + ix) + 32 * gi),
+                                     load8(wb, tapBytes * (ky * k + kx) + 32 * gi))
                     }
                 }
-                emit8(a, s: s, b: b, act: act, inverseOutputScale: inv, zeroPoint: zp, output: out)
-                ox += 1
+                ep.load(sp, bp, group: gi)
+                ep.emit(a, A.self, to: out + 8 * gi)
             }
+            ox += 1
         }
     }
 }

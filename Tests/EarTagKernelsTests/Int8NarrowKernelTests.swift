@@ -45,50 +45,51 @@ final class Int8NarrowKernelTests: XCTestCase {
         }
     }
 
-    func testDepthwiseC8BitExact() {
+    func testDepthwiseC8nBitExact() {
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SeededRNG(state: seed)
         let shapes = [(3, 1, 1), (3, 2, 1), (5, 1, 1), (5, 2, 1), (3, 1, 2), (5, 1, 2)]
-        for (k, st, d) in shapes {
+        // Channels: one group of 8, two (a 16-multiple), three and five groups (the kernel's reason to exist).
+        for (c, (k, st, d)) in [8, 16, 24, 40].flatMap({ c in shapes.map { (c, $0) } }) {
             var sizes = [(1, 1), (1, 2), (2, 3), (3, 3), (4, 5), (6, 7), (5, 8), (9, 13)]
             sizes += (0..<4).map { _ in (Int.random(in: 1...9, using: &rng), Int.random(in: 1...31, using: &rng)) }
             for (h, w) in sizes {
                 for extreme in [false, true] {
-                    let (x, wt, zp) = data(&rng, inputs: h * w * 8, weights: k * k * 8, extreme: extreme)
-                    let e = rng.epilogue(8, biasRange: extreme ? 1 << 30 : 1 << 20, unit: extreme ? 1e-8...1e-6 : 1e-7...1e-5)
+                    let (x, wt, zp) = data(&rng, inputs: h * w * c, weights: k * k * c, extreme: extreme)
+                    let e = rng.epilogue(c, biasRange: extreme ? 1 << 30 : 1 << 20, unit: extreme ? 1e-8...1e-6 : 1e-7...1e-5)
                     let ho = f32_conv_out_size(h, kernel: k, stride: st, dilation: d)
                     let wo = f32_conv_out_size(w, kernel: k, stride: st, dilation: d)
-                    var packed = [Float](repeating: 0, count: k * k * 16), centered = [Float](repeating: 7, count: h * w * 8)
-                    var ref = [Int8](repeating: 0, count: ho * wo * 8), vec = [Int8](repeating: 1, count: ho * wo * 8)
+                    var packed = [Float](repeating: 0, count: k * k * s8_dw_pitch(c)), centered = [Float](repeating: 7, count: h * w * c)
+                    var ref = [Int8](repeating: 0, count: ho * wo * c), vec = [Int8](repeating: 1, count: ho * wo * c)
                     withBuffers(x, wt, &ref) { xi, wi, o in
-                        packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: 8, kernel: k, packed: $0) }
+                        packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: c, kernel: k, packed: $0) }
                         centered.withUnsafeMutableBufferPointer {
-                            s8_center_plane_f32(input: xi, count: h * w * 8, zeroPoint: zp, centered: $0)
+                            s8_center_plane_f32(input: xi, count: h * w * c, zeroPoint: zp, centered: $0)
                         }
-                        s8_dwconv_reference(input: xi, height: h, width: w, channels: 8, inputZeroPoint: zp, weights: wi,
+                        s8_dwconv_reference(input: xi, height: h, width: w, channels: c, inputZeroPoint: zp, weights: wi,
                                             kernel: k, stride: st, dilation: d, epilogue: e, output: o, rows: 0..<ho)
                     }
                     withBuffers(centered, packed, &vec) { ce, pk, o in
-                        s8_dwconv_c8_4x8_simd(centered: ce, height: h, width: w, packed: pk, kernel: k, stride: st,
+                        s8_dwconv_c8n_8x8_simd(centered: ce, height: h, width: w, channels: c, packed: pk, kernel: k, stride: st,
                                               dilation: d, epilogue: e, output: o, rows: 0..<ho)
                     }
-                    let tag = "seed \(seed) k\(k) s\(st) d\(d) \(h)x\(w) extreme \(extreme) act \(e.activation)"
+                    let tag = "seed \(seed) c\(c) k\(k) s\(st) d\(d) \(h)x\(w) extreme \(extreme) act \(e.activation)"
                     XCTAssertEqual(ref, vec, tag)
                     // Band by band, each band's input rows centered alone at the start of a buffer (as Int8Engine does).
-                    var banded = [Int8](repeating: 1, count: ho * wo * 8)
+                    var banded = [Int8](repeating: 1, count: ho * wo * c)
                     var r0 = 0
                     while r0 < ho {
                         let rows = r0..<min(ho, r0 + Int.random(in: 1...3, using: &rng))
                         let inRows = s8_dw_input_rows(rows, height: h, kernel: k, stride: st, dilation: d)
-                        var band = [Float](repeating: 7, count: inRows.count * w * 8)
+                        var band = [Float](repeating: 7, count: inRows.count * w * c)
                         x.withUnsafeBufferPointer { xi in
                             band.withUnsafeMutableBufferPointer {
-                                s8_center_plane_f32(input: UnsafeBufferPointer(rebasing: xi[(inRows.lowerBound * w * 8)...]),
-                                                    count: inRows.count * w * 8, zeroPoint: zp, centered: $0)
+                                s8_center_plane_f32(input: UnsafeBufferPointer(rebasing: xi[(inRows.lowerBound * w * c)...]),
+                                                    count: inRows.count * w * c, zeroPoint: zp, centered: $0)
                             }
                         }
                         withBuffers(band, packed, &banded) { ce, pk, o in
-                            s8_dwconv_c8_4x8_simd(centered: ce, height: h, width: w, packed: pk, kernel: k, stride: st,
+                            s8_dwconv_c8n_8x8_simd(centered: ce, height: h, width: w, channels: c, packed: pk, kernel: k, stride: st,
                                                   dilation: d, epilogue: e, output: o, rows: rows,
                                                   centeredFirstRow: inRows.lowerBound)
                         }
