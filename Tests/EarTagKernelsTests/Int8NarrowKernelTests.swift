@@ -22,6 +22,7 @@ final class Int8NarrowKernelTests: XCTestCase {
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SeededRNG(state: seed)
         let sizes = [(1, 1), (1, 2), (2, 1), (2, 3), (3, 3), (3, 2), (7, 9), (8, 8), (13, 11), (5, 17), (64, 40)]
+        var seen = Set<Int8>()
         for (h, w) in sizes {
             for extreme in [false, true] {
                 let (x, wt, zp) = data(&rng, inputs: h * w, weights: 9 * 8, extreme: extreme)
@@ -39,10 +40,11 @@ final class Int8NarrowKernelTests: XCTestCase {
                     s8_stem3x3s2_c8_simd(centered: ce, height: h, width: w, packed: pk, epilogue: e, output: o)
                 }
                 XCTAssertEqual(ref, vec, "seed \(seed) \(h)x\(w) extreme \(extreme) act \(e.activation)")
-                // A test that cannot fail is no test: the outputs must not be constant.
-                if !extreme && ho * wo >= 16 { XCTAssertGreaterThan(Set(vec).count, 4, "seed \(seed) \(h)x\(w)") }
+                if !extreme { seen.formUnion(vec) }
             }
         }
+        // The comparisons mean something only if the outputs are not saturated or constant.
+        XCTAssertGreaterThan(seen.count, 32, "seed \(seed): too few distinct outputs")
     }
 
     func testDepthwiseC8nBitExact() {
@@ -98,6 +100,37 @@ final class Int8NarrowKernelTests: XCTestCase {
                     XCTAssertEqual(ref, banded, "bands: " + tag)
                 }
             }
+        }
+    }
+
+    /// The epilogue over many values per activation (a 1x1 "depthwise" over 65 536 pixels x 8 channels, real values
+    /// across hardswish's bend and the whole int8 output range, clamps included). Note: a reassociated hardswish
+    /// (y * (t * (1/6)) instead of (y * t) * (1/6)) differs by an ulp and flips a rounded output only about once in
+    /// 10^5-10^6 values; this test did not catch that mutation in three runs, so the 1/6 order rests on review.
+    func testDepthwiseC8nEpilogueOverManyValues() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = SeededRNG(state: seed)
+        let w = 65_536, c = 8
+        for act in [S8Activation.none, .relu, .hardswish] {
+            let x = rng.int8s(w * c), wt = rng.weights(c, limit: 2047), zp = Int32.random(in: -128...127, using: &rng)
+            // |sum| <= 255 * 2047, so |y| <= 15: inside and around hardswish's bend (-3...3); outputs up to ~375 steps.
+            let e = S8Epilogue(bias: (0..<c).map { _ in Int32.random(in: -1000...1000, using: &rng) },
+                               scale: (0..<c).map { _ in Float.random(in: 1e-5...3e-5, using: &rng) }, activation: act,
+                               outputScale: 0.04, outputZeroPoint: Int32.random(in: -20...20, using: &rng))
+            var packed = [Float](repeating: 0, count: 16), centered = [Float](repeating: 0, count: w * c)
+            var ref = [Int8](repeating: 0, count: w * c), vec = [Int8](repeating: 1, count: w * c)
+            withBuffers(x, wt, &ref) { xi, wi, o in
+                packed.withUnsafeMutableBufferPointer { s8_pack_dwconv(weights: wi, channels: c, kernel: 1, packed: $0) }
+                centered.withUnsafeMutableBufferPointer { s8_center_plane_f32(input: xi, count: w * c, zeroPoint: zp, centered: $0) }
+                s8_dwconv_reference(input: xi, height: 1, width: w, channels: c, inputZeroPoint: zp, weights: wi,
+                                    kernel: 1, stride: 1, dilation: 1, epilogue: e, output: o, rows: 0..<1)
+            }
+            withBuffers(centered, packed, &vec) { ce, pk, o in
+                s8_dwconv_c8n_8x8_simd(centered: ce, height: 1, width: w, channels: c, packed: pk, kernel: 1, stride: 1,
+                                       dilation: 1, epilogue: e, output: o, rows: 0..<1)
+            }
+            XCTAssertEqual(ref, vec, "seed \(seed) \(act)")
+            XCTAssertGreaterThan(Set(vec).count, 100, "seed \(seed) \(act): outputs cover too few values")
         }
     }
 }
