@@ -1,7 +1,7 @@
-// Int8 kernels for the 8-channel high-resolution layers (mn04_as: the stem, 1 -> 8 channels, and block 1's depthwise
-// on 8 channels over 64 x 500 pixels). The 16-lane kernels of EarTagKernels leave half of each vector empty there and
-// pay a 16-lane epilogue per 8 outputs; these use 8-lane vectors (x86 ymm, NEON a q-register pair), so every lane
-// holds an output channel. Bit-exact with the scalar references `s8_stem3x3s2_reference` and `s8_dwconv_reference`:
+// Int8 kernels in 8-lane vectors (x86 ymm, NEON a q-register pair) for the layers where the 16-lane kernels of
+// EarTagKernels leave lanes empty: the 8-channel stem (mn04_as: 1 -> 8 channels over 64 x 500 outputs) and every
+// depthwise layer with a multiple of 8 channels (8, 24, 72 ... fill every lane; the 16-lane kernel computes 16, 32,
+// 80), in tiles of 8 pixels. Bit-exact with the scalar references `s8_stem3x3s2_reference` and `s8_dwconv_reference`:
 // the sums are exact float sums (see EarTagKernels/Int8Kernels.swift), the epilogue is `S8Epilogue.apply`'s float
 // operations in the same order, lane by lane.
 //
@@ -204,7 +204,8 @@ func stemC8<A: Activation8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, _ w:
 /// (`s8_center_plane_f32` over pixels * c values, starting at input row `centeredFirstRow`, so that callers can
 /// center band by band) and the weights of `s8_pack_dwconv` ([k*k][s8_dw_pitch(c)]). Interior output pixels (every
 /// horizontal tap inside the input) go in tiles of 8 pixels x 8 channels, so each weight vector loaded serves eight
-/// independent multiply-adds; border pixels and row tails check each tap like the reference. No lane is empty for
+/// independent multiply-adds; border pixels and row tails take one pixel x 32 channels (four chains) at a time, their
+/// taps clamped to the input (padded taps skipped like the reference). No lane is empty for
 /// c = 8, 24, 40 ... (the 16-lane kernel computes 16, 32, 48). Exact sums (25 taps of |w (x - zp)| <= 2047 * 255 <
 /// 2^24).
 public func s8_dwconv_c8n_8x8_simd(
@@ -286,19 +287,36 @@ func dwconvC8<A: Activation8>(_: A.Type, _ xb: UnsafeRawPointer, _ wb: UnsafeRaw
                 ox += 8
                 continue
             }
-            for gi in 0..<groups {
-                var a = SIMD8<Float>()
+            // One pixel (border or row tail): horizontal taps inside the input are kx in kxLo ..< kxHi; channel
+            // groups four at a time (four independent chains), then one at a time.
+            var kxLo = 0, kxHi = k
+            while kxLo < k && ox * st - pad + kxLo * d < 0 { kxLo += 1 }
+            while kxHi > kxLo && ox * st - pad + (kxHi - 1) * d >= w { kxHi -= 1 }
+            var gi = 0
+            while gi < groups {
+                let n = groups - gi >= 4 ? 4 : 1
+                var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0
                 for ky in kyLo..<kyHi {
                     let iy = oy * st - pad + ky * d
-                    for kx in 0..<k {
-                        let ix = ox * st - pad + kx * d
-                        if ix < 0 || ix >= w { continue }
-                        a.addProduct(load8(xb, pixelBytes * (iy * w + ix) + 32 * gi),
-                                     load8(wb, tapBytes * (ky * k + kx) + 32 * gi))
+                    for kx in kxLo..<kxHi {
+                        let p = pixelBytes * (iy * w + ox * st - pad + kx * d) + 32 * gi
+                        let t = tapBytes * (ky * k + kx) + 32 * gi
+                        a0.addProduct(load8(xb, p), load8(wb, t))
+                        if n == 4 {
+                            a1.addProduct(load8(xb, p + 32), load8(wb, t + 32))
+                            a2.addProduct(load8(xb, p + 64), load8(wb, t + 64))
+                            a3.addProduct(load8(xb, p + 96), load8(wb, t + 96))
+                        }
                     }
                 }
                 ep.load(sp, bp, group: gi)
-                ep.emit(a, A.self, to: out + 8 * gi)
+                ep.emit(a0, A.self, to: out + 8 * gi)
+                if n == 4 {
+                    ep.load(sp, bp, group: gi + 1); ep.emit(a1, A.self, to: out + 8 * gi + 8)
+                    ep.load(sp, bp, group: gi + 2); ep.emit(a2, A.self, to: out + 8 * gi + 16)
+                    ep.load(sp, bp, group: gi + 3); ep.emit(a3, A.self, to: out + 8 * gi + 24)
+                }
+                gi += n
             }
             ox += 1
         }
