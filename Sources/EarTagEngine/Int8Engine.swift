@@ -32,6 +32,8 @@ struct S8LayerPlan {
     var dot4Correction: [Int32] = []
     /// 1x1 weights packed for the dot2 kernel (`s8_pack_conv1x1_dot2`): 12-bit layers when `s8Dot4IsNative`.
     var dot2: [Int16] = []
+    /// True when `s8_conv1x1_c8n_8x8_simd` runs this 1x1 layer (from `packed`; see `Int8Engine.narrowPointwise`).
+    var narrow = false
 
     /// The plan keeping only the weights its runs read: `dot4`/`dot2` when a dot kernel runs it, `packed` when the
     /// float-lane vector kernels do (not `reference` and `vectorExact`), else the int16 `weights` (for mn04_as the
@@ -151,7 +153,9 @@ public final class Int8Engine {
             var plan = S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
                                    inputZeroPoint: input.1, packed: [])
             // Pack only the form the run will read (`keepingRunWeights` then drops the int16 weights if unused).
-            let dot = !tapMajor && s8Dot4IsNative && !referenceKernels
+            let narrow = !tapMajor && !referenceKernels && exact && Int8Engine.narrowPointwise(cin: cin, cout: cout)
+            plan.narrow = narrow
+            let dot = !tapMajor && s8Dot4IsNative && !referenceKernels && !narrow
             w.withUnsafeBufferPointer { wi in
                 if tapMajor {
                     plan.packed = [Float](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
@@ -309,6 +313,12 @@ public final class Int8Engine {
     /// layers, the 16-multiples included (docs/quantization.md "Speed").
     private func narrowDepthwise(_ c: Int) -> Bool { c % 8 == 0 }
 
+    /// True when a 1x1 layer (with exact float sums) runs `s8_conv1x1_c8n_8x8_simd` (8-lane groups, float lanes)
+    /// instead of the 16-lane dot or float kernels: at most 8 inputs and a multiple of 8 outputs. Measured on mn04_as
+    /// (docs/quantization.md "Speed"): features.1.project 0.21 -> 0.13 ms, features.2.expand 0.37 -> 0.25 ms; the
+    /// 16-input expands were no faster, so they keep the dot kernels.
+    static func narrowPointwise(cin: Int, cout: Int) -> Bool { cout % 8 == 0 && cin <= 8 }
+
     /// True when layer `l` runs the vector kernels (their float-lane sums must be exact for it).
     @inline(__always)
     private func vector(_ l: S8LayerPlan) -> Bool { !usesReferenceKernels && l.vectorExact }
@@ -318,7 +328,13 @@ public final class Int8Engine {
     private func pointwise(_ l: S8LayerPlan, input: UnsafeMutableBufferPointer<Int8>, pixels: Int,
                            residual: UnsafeMutableBufferPointer<Int8>? = nil, output: UnsafeMutableBufferPointer<Int8>) {
         let r = residual.map { UnsafeBufferPointer($0) }
-        if !l.dot4.isEmpty {
+        if l.narrow {
+            l.packed.withUnsafeBufferPointer { w in
+                s8_conv1x1_c8n_8x8_simd(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w,
+                                        cout: l.cout, epilogue: l.epilogue, residual: r, scratch: gemmScratch,
+                                        output: output)
+            }
+        } else if !l.dot4.isEmpty {
             l.dot4.withUnsafeBufferPointer { w in
                 l.dot4Correction.withUnsafeBufferPointer { k in
                     s8_conv1x1_8x16_dot4(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w,

@@ -64,6 +64,8 @@ struct Epilogue8 {
     var scale: SIMD8<Float>, bias: SIMD8<Float>
     /// 1 / output scale; output zero point; the clamp bounds in output steps, -128 - zp and 127 - zp.
     var inverseOutputScale: Float, zeroPoint: Int32, lo: Float, hi: Float
+    /// Real value of one residual step and the residual's zero point (as a float; a fused residual add).
+    var residualScale: Float, residualZeroPoint: Float
 
     /// Loads the constants of `e` and the scale and bias of its channels 0-7 (its arrays are padded to 16).
     init(_ e: S8Epilogue) {
@@ -72,6 +74,7 @@ struct Epilogue8 {
         inverseOutputScale = e.inverseOutputScale
         zeroPoint = e.zeroPoint
         lo = Float(-128 - e.zeroPoint); hi = Float(127 - e.zeroPoint)
+        residualScale = e.residualScale; residualZeroPoint = Float(e.residualZeroPoint)
     }
 
     /// Switches to the scale and bias of channels 8 * group ..< 8 * group + 8 (`sp`, `bp`: the padded arrays).
@@ -85,7 +88,24 @@ struct Epilogue8 {
     /// Invariant: after the clamp |y| <= 255 < 2^22, so the magic addition rounds exactly.
     @_transparent
     func emit<A: Activation8>(_ sum: SIMD8<Float>, _: A.Type, to o: UnsafeMutablePointer<Int8>) {
-        let y = A.apply((sum + bias) * scale)
+        store(A.apply((sum + bias) * scale), to: o)
+    }
+
+    /// `emit` with the fused residual add of `S8Epilogue.apply`: after the activation,
+    /// y + residualScale * (r - residualZeroPoint) for the 8 residual values at `r` (Float(r) - Float(zp) equals
+    /// Float(r - zp): small integers, exact in float).
+    @_transparent
+    func emit<A: Activation8>(_ sum: SIMD8<Float>, _: A.Type, residual r: UnsafePointer<Int8>,
+                              to o: UnsafeMutablePointer<Int8>) {
+        let t = UnsafeRawPointer(r).loadUnaligned(as: SIMD8<Int8>.self)
+        var f = SIMD8<Float>()
+        for l in 0..<8 { f[l] = Float(t[l]) }
+        store(A.apply((sum + bias) * scale) + residualScale * (f - residualZeroPoint), to: o)
+    }
+
+    /// Times 1 / output scale, clamp, magic rounding, zero point; stores 8 int8 values at `o`.
+    @_transparent
+    func store(_ y: SIMD8<Float>, to o: UnsafeMutablePointer<Int8>) {
         let c = clamp8(y * inverseOutputScale, lo, hi)
         let q = unsafeBitCast(c + SIMD8(repeating: magic), to: SIMD8<Int32>.self) &- SIMD8(repeating: magicBits &- zeroPoint)
         for l in 0..<8 { o[l] = Int8(truncatingIfNeeded: q[l]) }
@@ -320,5 +340,125 @@ func dwconvC8<A: Activation8>(_: A.Type, _ xb: UnsafeRawPointer, _ wb: UnsafeRaw
             }
             ox += 1
         }
+    }
+}
+
+// MARK: - 1x1 conv
+
+/// Vectorized int8 1x1 conv (a GEMM, with the fused residual add when `residual` is given) for a multiple of 8 output
+/// channels, bit-exact with `s8_conv1x1_reference`: weights packed by `s8_pack_conv1x1_16` ([cout / 16][cin][16]
+/// floats; group g of 8 channels is lanes (g % 2) * 8 ..< +8 of block g / 2). Tiles of 8 pixels x 8 output channels:
+/// the tile's input rows are widened once to floats in `scratch` (`s8_conv1x1_scratch_count(cin:)`), then each
+/// input channel costs one weight vector load and 8 broadcast multiply-adds. Meant for the few-input layers at high
+/// resolution (mn04_as: features.1.project 8 -> 8, features.2.expand 8 -> 24 over 32 000 pixels), where the
+/// epilogue dominates and 16-lane blocks would leave lanes empty. Precondition (caller): the float sums are exact,
+/// s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: max |w|) (cin <= 64 for 12-bit weights).
+public func s8_conv1x1_c8n_8x8_simd(
+    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
+    packed: UnsafeBufferPointer<Float>, cout: Int, epilogue e: S8Epilogue,
+    residual: UnsafeBufferPointer<Int8>? = nil, scratch: UnsafeMutableBufferPointer<Float>,
+    output: UnsafeMutableBufferPointer<Int8>
+) {
+    precondition(cout > 0 && cout % 8 == 0 && e.channels == cout,
+                 "s8_conv1x1_c8n_8x8_simd needs a multiple of 8 output channels, not \(cout)")
+    precondition(cin >= 1 && cin <= s8FloatExactMaxK, "cin \(cin) outside 1...\(s8FloatExactMaxK)")
+    precondition(input.count >= pixels * cin && output.count >= pixels * cout)
+    precondition(packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+    precondition(scratch.count >= s8_conv1x1_scratch_count(cin: cin))
+    precondition(residual == nil || residual!.count >= pixels * cout)
+    guard pixels > 0 else { return }
+    let g = GEMM8(x: input.baseAddress!, pixels: pixels, cin: cin, w: UnsafeRawPointer(packed.baseAddress!), cout: cout,
+                  xs: scratch.baseAddress!, res: residual?.baseAddress, o: output.baseAddress!)
+    e.scale.withUnsafeBufferPointer { scale in
+        e.biasF.withUnsafeBufferPointer { bias in
+            let sp = UnsafeRawPointer(scale.baseAddress!), bp = UnsafeRawPointer(bias.baseAddress!)
+            if residual == nil {
+                dispatch(e.activation,
+                         none: { conv1x1C8(Identity8.self, NoResidual8.self, g, e, sp, bp) },
+                         relu: { conv1x1C8(ReLU8.self, NoResidual8.self, g, e, sp, bp) },
+                         hardswish: { conv1x1C8(Hardswish8.self, NoResidual8.self, g, e, sp, bp) })
+            } else {
+                dispatch(e.activation,
+                         none: { conv1x1C8(Identity8.self, AddResidual8.self, g, e, sp, bp) },
+                         relu: { conv1x1C8(ReLU8.self, AddResidual8.self, g, e, sp, bp) },
+                         hardswish: { conv1x1C8(Hardswish8.self, AddResidual8.self, g, e, sp, bp) })
+            }
+        }
+    }
+}
+
+/// Whether a 1x1 tile loop adds a residual, as a type (so that the test folds away after specialization).
+protocol Residual8 {
+    /// True when the epilogue adds the residual map.
+    static var present: Bool { get }
+}
+
+/// No residual add.
+enum NoResidual8: Residual8 {
+    /// False.
+    @_transparent static var present: Bool { false }
+}
+
+/// Fused residual add.
+enum AddResidual8: Residual8 {
+    /// True.
+    @_transparent static var present: Bool { true }
+}
+
+/// Operands of a 1x1 call: input [pixels][cin], packed weights, cout, float scratch, residual and output
+/// [pixels][cout].
+struct GEMM8 {
+    var x: UnsafePointer<Int8>, pixels: Int, cin: Int, w: UnsafeRawPointer, cout: Int
+    var xs: UnsafeMutablePointer<Float>, res: UnsafePointer<Int8>?, o: UnsafeMutablePointer<Int8>
+}
+
+/// The body of `s8_conv1x1_c8n_8x8_simd` for activation `A` and residual mode `R`.
+@inline(__always)
+func conv1x1C8<A: Activation8, R: Residual8>(_: A.Type, _: R.Type, _ g: GEMM8, _ e: S8Epilogue,
+                                             _ sp: UnsafeRawPointer, _ bp: UnsafeRawPointer) {
+    let cin = g.cin, cout = g.cout, xs = g.xs
+    var ep = Epilogue8(e)
+    var p = 0
+    while p < g.pixels {
+        let n = min(8, g.pixels - p)
+        let src = g.x + p * cin
+        for i in 0..<(n * cin) { xs[i] = Float(src[i]) }
+        // Rows past the tail repeat the last pixel (computed, not stored).
+        let r0 = xs, r1 = xs + min(1, n - 1) * cin, r2 = xs + min(2, n - 1) * cin, r3 = xs + min(3, n - 1) * cin
+        let r4 = xs + min(4, n - 1) * cin, r5 = xs + min(5, n - 1) * cin, r6 = xs + min(6, n - 1) * cin
+        let r7 = xs + min(7, n - 1) * cin
+        for gi in 0..<(cout / 8) {
+            var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+            // Group gi: block gi / 2 of [cout / 16][cin][16], lanes (gi % 2) * 8 ..< + 8.
+            var wo = 4 * ((gi / 2) * cin * 16 + (gi % 2) * 8)
+            for ci in 0..<cin {
+                let wv = load8(g.w, wo)
+                a0.addProduct(wv, r0[ci]); a1.addProduct(wv, r1[ci]); a2.addProduct(wv, r2[ci]); a3.addProduct(wv, r3[ci])
+                a4.addProduct(wv, r4[ci]); a5.addProduct(wv, r5[ci]); a6.addProduct(wv, r6[ci]); a7.addProduct(wv, r7[ci])
+                wo += 64
+            }
+            ep.load(sp, bp, group: gi)
+            let off = p * cout + 8 * gi
+            emitRow(a0, A.self, R.self, ep, g, off)
+            if n > 1 { emitRow(a1, A.self, R.self, ep, g, off + cout) }
+            if n > 2 { emitRow(a2, A.self, R.self, ep, g, off + 2 * cout) }
+            if n > 3 { emitRow(a3, A.self, R.self, ep, g, off + 3 * cout) }
+            if n > 4 { emitRow(a4, A.self, R.self, ep, g, off + 4 * cout) }
+            if n > 5 { emitRow(a5, A.self, R.self, ep, g, off + 5 * cout) }
+            if n > 6 { emitRow(a6, A.self, R.self, ep, g, off + 6 * cout) }
+            if n > 7 { emitRow(a7, A.self, R.self, ep, g, off + 7 * cout) }
+        }
+        p += n
+    }
+}
+
+/// Requantizes 8 channels of one pixel at element offset `off` of the output (and of the residual when `R` has one).
+@_transparent
+func emitRow<A: Activation8, R: Residual8>(_ a: SIMD8<Float>, _: A.Type, _: R.Type, _ ep: Epilogue8, _ g: GEMM8,
+                                           _ off: Int) {
+    if R.present {
+        ep.emit(a, A.self, residual: g.res! + off, to: g.o + off)
+    } else {
+        ep.emit(a, A.self, to: g.o + off)
     }
 }

@@ -133,4 +133,48 @@ final class Int8NarrowKernelTests: XCTestCase {
             XCTAssertGreaterThan(Set(vec).count, 100, "seed \(seed) \(act): outputs cover too few values")
         }
     }
+
+    func testConv1x1C8nBitExact() {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        var rng = SeededRNG(state: seed)
+        var seen = Set<Int8>()
+        // cin: 1, 8 (the engine's case), odd, 64 (the 12-bit exact limit); cout: one to five groups of 8;
+        // pixels: below, at and past the 8-pixel tile, with tails.
+        for cin in [1, 3, 8, 17, 64] {
+            for cout in [8, 16, 24, 40] {
+                for pixels in [1, 2, 7, 8, 9, 23] {
+                    for res in [false, true] {
+                        let extreme = pixels == 9
+                        let x = extreme ? (0..<(pixels * cin)).map { _ in Bool.random(using: &rng) ? Int8.min : Int8.max }
+                                        : rng.int8s(pixels * cin)
+                        let wt = extreme ? (0..<(cout * cin)).map { _ in Bool.random(using: &rng) ? Int16(-2047) : 2047 }
+                                         : rng.weights(cout * cin, limit: 2047)
+                        let r = rng.int8s(pixels * cout)
+                        let e = rng.epilogue(cout, biasRange: 1 << 20, residual: res, unit: 1e-6...1e-5)
+                        var packed = [Float](repeating: 0, count: s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+                        var scratch = [Float](repeating: 9, count: s8_conv1x1_scratch_count(cin: cin))
+                        var ref = [Int8](repeating: 0, count: pixels * cout), vec = [Int8](repeating: 1, count: pixels * cout)
+                        withBuffers(x, wt, &ref) { xi, wi, o in
+                            packed.withUnsafeMutableBufferPointer { s8_pack_conv1x1_16(weights: wi, cin: cin, cout: cout, packed: $0) }
+                            r.withUnsafeBufferPointer { rp in
+                                s8_conv1x1_reference(input: xi, pixels: pixels, cin: cin, weights: wi, cout: cout, epilogue: e,
+                                                     residual: res ? rp : nil, output: o)
+                            }
+                        }
+                        withBuffers(x, packed, &vec) { xi, pk, o in
+                            r.withUnsafeBufferPointer { rp in
+                                scratch.withUnsafeMutableBufferPointer {
+                                    s8_conv1x1_c8n_8x8_simd(input: xi, pixels: pixels, cin: cin, packed: pk, cout: cout,
+                                                            epilogue: e, residual: res ? rp : nil, scratch: $0, output: o)
+                                }
+                            }
+                        }
+                        XCTAssertEqual(ref, vec, "seed \(seed) cin \(cin) cout \(cout) pixels \(pixels) residual \(res) \(e.activation)")
+                        if !extreme { seen.formUnion(vec) }
+                    }
+                }
+            }
+        }
+        XCTAssertGreaterThan(seen.count, 64, "seed \(seed): too few distinct outputs")
+    }
 }
