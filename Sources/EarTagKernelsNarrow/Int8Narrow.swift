@@ -20,7 +20,9 @@ private let magic: Float = 12_582_912
 private let magicBits: Int32 = 0x4B40_0000
 
 /// Lane-wise min(max(v, lo), hi) as compare-and-blend (vcmpps + vblendvps); equal to the scalar min/max for
-/// non-NaN values up to the sign of a zero, which the magic rounding maps to the same integer.
+/// non-NaN values up to the sign of a zero, which the magic rounding maps to the same integer. The 8-lane twin of
+/// EarTagKernels' internal `s8_clamp16`: one generic version would go through Swift's generic SIMD operations, which
+/// compile to calls (docs/quantization.md "Kernels"), and making it public would change EarTagKernels.
 @_transparent
 func clamp8(_ v: SIMD8<Float>, _ lo: Float, _ hi: Float) -> SIMD8<Float> {
     var r = v
