@@ -6,6 +6,7 @@ import EarTagKernels
 import EarTagKernelsNarrow
 import EarTagTestSupport
 
+/// Bit-exactness of `s8_stem3x3s2_c8_simd`, `s8_dwconv_c8n_8x8_simd` and `s8_conv1x1_c8n_8x8_simd`.
 final class Int8NarrowKernelTests: XCTestCase {
     /// Random inputs, or (when `extreme`) inputs and weights at the ends of their ranges.
     func data(_ rng: inout SeededRNG, inputs n: Int, weights m: Int, extreme: Bool) -> ([Int8], [Int16], Int32) {
@@ -18,6 +19,7 @@ final class Int8NarrowKernelTests: XCTestCase {
         return (x, w, zp)
     }
 
+    /// The 8-channel stem equals `s8_stem3x3s2_reference` on 1x1 to 64x40 planes, random and extreme values.
     func testStemC8BitExact() {
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SeededRNG(state: seed)
@@ -47,6 +49,8 @@ final class Int8NarrowKernelTests: XCTestCase {
         XCTAssertGreaterThan(seen.count, 32, "seed \(seed): too few distinct outputs")
     }
 
+    /// The 8-lane depthwise equals `s8_dwconv_reference` for 8-40 channels, kernels 3/5, stride 1/2, dilation 2,
+    /// whole maps and bands of rows.
     func testDepthwiseC8nBitExact() {
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SeededRNG(state: seed)
@@ -134,6 +138,7 @@ final class Int8NarrowKernelTests: XCTestCase {
         }
     }
 
+    /// The 8-lane 1x1 conv equals `s8_conv1x1_reference` with and without the residual add, tails included.
     func testConv1x1C8nBitExact() {
         let seed = UInt64.random(in: 0...UInt64.max)
         var rng = SeededRNG(state: seed)
