@@ -56,9 +56,9 @@ struct S8BlockPlan {
     var expand: S8LayerPlan?
     var depthwise: S8LayerPlan
     var kernel: Int, stride: Int, dilation: Int
-    /// Squeeze-excitation float weights (fc1 [s][e], b1, fc2 [e][s], b2), the depthwise output's quantization
+    /// Squeeze-excitation float weights, transposed from PyTorch's (fc1T [e][s], b1, fc2T [s][e], b2), the depthwise output's quantization
     /// (seScale, seZeroPoint) and the gated map's (seOutScale, seOutZeroPoint).
-    var se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float])?
+    var se: (squeeze: Int, fc1T: [Float], b1: [Float], fc2T: [Float], b2: [Float])?
     var seScale: Float, seZeroPoint: Int32
     var seOutScale: Float, seOutZeroPoint: Int32
     /// The projection; with a residual its epilogue adds the block input and outputs the add's quantization.
@@ -205,8 +205,11 @@ public final class Int8Engine {
             var se: (Int, [Float], [Float], [Float], [Float])?
             var projIn = dq
             if let sq = b.seChannels {
-                se = (sq, model.float(p + ".se.fc1.weight"), model.float(p + ".se.fc1.bias"),
-                      model.float(p + ".se.fc2.weight"), model.float(p + ".se.fc2.bias"))
+                // Transposed so that the vector path reads 8 consecutive outputs per input (`squeezeExcite`).
+                let e = b.expandedChannels, fc1 = model.float(p + ".se.fc1.weight"), fc2 = model.float(p + ".se.fc2.weight")
+                let fc1T = (0..<(e * sq)).map { fc1[($0 % sq) * e + $0 / sq] }   // [e][sq] from [sq][e]
+                let fc2T = (0..<(sq * e)).map { fc2[($0 % e) * sq + $0 / e] }   // [sq][e] from [e][sq]
+                se = (sq, fc1T, model.float(p + ".se.fc1.bias"), fc2T, model.float(p + ".se.fc2.bias"))
                 projIn = q(p + ".se", "out_scale", "out_zero_point")
                 quants[p + ".se.gated"] = projIn
             }
@@ -500,7 +503,7 @@ public final class Int8Engine {
 
     /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gated map is
     /// requantized in place to its own quantization (s8_gate_reference or its vector form).
-    private func squeezeExcite(_ se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float]),
+    private func squeezeExcite(_ se: (squeeze: Int, fc1T: [Float], b1: [Float], fc2T: [Float], b2: [Float]),
                                map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels e: Int,
                                scale: Float, zeroPoint: Int32, outScale: Float, outZeroPoint: Int32) {
         if usesReferenceKernels {
@@ -511,18 +514,17 @@ public final class Int8Engine {
         let pooledF = floats, hiddenF = UnsafeMutableBufferPointer(rebasing: floats[e...])
         let inv = scale / Float(pixels)
         for c in 0..<e { pooledF[c] = Float(sums[c] - Int32(pixels) * zeroPoint) * inv }
-        se.fc1.withUnsafeBufferPointer { w in
-            for j in 0..<se.squeeze {
-                var a = se.b1[j]
-                for c in 0..<e { a += w[j * e + c] * pooledF[c] }
-                hiddenF[j] = max(a, 0)
-            }
-        }
-        se.fc2.withUnsafeBufferPointer { w in
-            for c in 0..<e {
-                var a = se.b2[c]
-                for j in 0..<se.squeeze { a += w[c * se.squeeze + j] * hiddenF[j] }
-                gate[c] = f32_sigmoid(a) * (scale / outScale)
+        se.fc1T.withUnsafeBufferPointer { w1 in
+            se.b1.withUnsafeBufferPointer { b1 in
+                se.fc2T.withUnsafeBufferPointer { w2 in
+                    se.b2.withUnsafeBufferPointer { b2 in
+                        Int8Engine.seMultipliers(pooled: UnsafePointer(pooledF.baseAddress!), channels: e,
+                                                 squeeze: se.squeeze, fc1T: w1.baseAddress!, b1: b1.baseAddress!,
+                                                 fc2T: w2.baseAddress!, b2: b2.baseAddress!, factor: scale / outScale,
+                                                 vector: !usesReferenceKernels, hidden: hiddenF.baseAddress!,
+                                                 gate: gate.baseAddress!)
+                    }
+                }
             }
         }
         if usesReferenceKernels {
@@ -531,6 +533,44 @@ public final class Int8Engine {
         } else {
             s8_gate_16_simd(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
                             multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
+        }
+    }
+
+    /// The SE block's requantization multipliers from the pooled means `pooled` [e]: hidden = ReLU(b1 + fc1 pooled),
+    /// gate[c] = sigmoid(b2 + fc2 hidden)[c] * factor, with fc1T [e][sq] and fc2T [sq][e] the transposed PyTorch
+    /// weights. Each output adds its products in input order, multiply then add (no fused multiply-add); `vector`
+    /// computes 8 outputs per vector with those same operations lane by lane (bit-exact with the scalar loops,
+    /// `Int8SqueezeExciteTests`), scalar tails.
+    static func seMultipliers(pooled: UnsafePointer<Float>, channels e: Int, squeeze sq: Int,
+                              fc1T: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+                              fc2T: UnsafePointer<Float>, b2: UnsafePointer<Float>, factor: Float, vector: Bool,
+                              hidden: UnsafeMutablePointer<Float>, gate: UnsafeMutablePointer<Float>) {
+        let lanes = vector ? 8 : Int.max
+        var j = 0
+        while lanes <= sq - j {
+            var a = f32_load8(b1 + j)
+            for c in 0..<e { a = a + f32_load8(fc1T + c * sq + j) * pooled[c] }
+            for l in 0..<8 { hidden[j + l] = max(a[l], 0) }
+            j += 8
+        }
+        while j < sq {
+            var a = b1[j]
+            for c in 0..<e { a += fc1T[c * sq + j] * pooled[c] }
+            hidden[j] = max(a, 0)
+            j += 1
+        }
+        var c = 0
+        while lanes <= e - c {
+            var a = f32_load8(b2 + c)
+            for j in 0..<sq { a = a + f32_load8(fc2T + j * e + c) * hidden[j] }
+            for l in 0..<8 { gate[c + l] = f32_sigmoid(a[l]) * factor }
+            c += 8
+        }
+        while c < e {
+            var a = b2[c]
+            for j in 0..<sq { a += fc2T[j * e + c] * hidden[j] }
+            gate[c] = f32_sigmoid(a) * factor
+            c += 1
         }
     }
 
@@ -545,4 +585,12 @@ public final class Int8Engine {
         }
         return (logits, embedding)
     }
+}
+
+/// Loads 8 consecutive floats (a lane loop into a fresh vector, which the compiler turns into one vector load).
+@inline(__always)
+private func f32_load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    var v = SIMD8<Float>()
+    for l in 0..<8 { v[l] = p[l] }
+    return v
 }
