@@ -5,6 +5,7 @@
 // the scheme follows gemmlowp doc/quantization.md, the TFLite int8 quantization spec and XNNPACK's fp32
 // requantization.
 import EarTagKernels
+import EarTagKernelsNarrow
 import EarTagModel
 import FoundationEssentials
 #if canImport(Glibc)
@@ -31,6 +32,8 @@ struct S8LayerPlan {
     var dot4Correction: [Int32] = []
     /// 1x1 weights packed for the dot2 kernel (`s8_pack_conv1x1_dot2`): 12-bit layers when `s8Dot4IsNative`.
     var dot2: [Int16] = []
+    /// True when `s8_conv1x1_c8n_8x8_simd` runs this 1x1 layer (from `packed`; see `Int8Engine.narrowPointwise`).
+    var narrow = false
 
     /// The plan keeping only the weights its runs read: `dot4`/`dot2` when a dot kernel runs it, `packed` when the
     /// float-lane vector kernels do (not `reference` and `vectorExact`), else the int16 `weights` (for mn04_as the
@@ -53,9 +56,9 @@ struct S8BlockPlan {
     var expand: S8LayerPlan?
     var depthwise: S8LayerPlan
     var kernel: Int, stride: Int, dilation: Int
-    /// Squeeze-excitation float weights (fc1 [s][e], b1, fc2 [e][s], b2), the depthwise output's quantization
+    /// Squeeze-excitation float weights, transposed from PyTorch's (fc1T [e][s], b1, fc2T [s][e], b2), the depthwise output's quantization
     /// (seScale, seZeroPoint) and the gated map's (seOutScale, seOutZeroPoint).
-    var se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float])?
+    var se: (squeeze: Int, fc1T: [Float], b1: [Float], fc2T: [Float], b2: [Float])?
     var seScale: Float, seZeroPoint: Int32
     var seOutScale: Float, seOutZeroPoint: Int32
     /// The projection; with a residual its epilogue adds the block input and outputs the add's quantization.
@@ -150,7 +153,9 @@ public final class Int8Engine {
             var plan = S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
                                    inputZeroPoint: input.1, packed: [])
             // Pack only the form the run will read (`keepingRunWeights` then drops the int16 weights if unused).
-            let dot = !tapMajor && s8Dot4IsNative && !referenceKernels
+            let narrow = !tapMajor && !referenceKernels && exact && Int8Engine.narrowPointwise(cin: cin, cout: cout)
+            plan.narrow = narrow
+            let dot = !tapMajor && s8Dot4IsNative && !referenceKernels && !narrow
             w.withUnsafeBufferPointer { wi in
                 if tapMajor {
                     plan.packed = [Float](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
@@ -200,8 +205,11 @@ public final class Int8Engine {
             var se: (Int, [Float], [Float], [Float], [Float])?
             var projIn = dq
             if let sq = b.seChannels {
-                se = (sq, model.float(p + ".se.fc1.weight"), model.float(p + ".se.fc1.bias"),
-                      model.float(p + ".se.fc2.weight"), model.float(p + ".se.fc2.bias"))
+                // Transposed so that the vector path reads 8 consecutive outputs per input (`squeezeExcite`).
+                let e = b.expandedChannels, fc1 = model.float(p + ".se.fc1.weight"), fc2 = model.float(p + ".se.fc2.weight")
+                let fc1T = (0..<(e * sq)).map { fc1[($0 % sq) * e + $0 / sq] }   // [e][sq] from [sq][e]
+                let fc2T = (0..<(sq * e)).map { fc2[($0 % e) * sq + $0 / e] }   // [sq][e] from [e][sq]
+                se = (sq, fc1T, model.float(p + ".se.fc1.bias"), fc2T, model.float(p + ".se.fc2.bias"))
                 projIn = q(p + ".se", "out_scale", "out_zero_point")
                 quants[p + ".se.gated"] = projIn
             }
@@ -303,6 +311,17 @@ public final class Int8Engine {
         return macs + out.cin * out.cout
     }
 
+    /// True when a depthwise layer of `c` channels runs `s8_dwconv_c8n_8x8_simd` (8-lane groups, dense centered
+    /// input) instead of `s8_dwconv_4x16_simd`: every multiple of 8. Measured faster on mn04_as for all its depthwise
+    /// layers, the 16-multiples included (docs/quantization.md "Speed").
+    private func narrowDepthwise(_ c: Int) -> Bool { c % 8 == 0 }
+
+    /// True when a 1x1 layer (with exact float sums) runs `s8_conv1x1_c8n_8x8_simd` (8-lane groups, float lanes)
+    /// instead of the 16-lane dot or float kernels: at most 8 inputs and a multiple of 8 outputs. Measured on mn04_as
+    /// (docs/quantization.md "Speed"): features.1.project 0.21 -> 0.13 ms, features.2.expand 0.37 -> 0.25 ms; the
+    /// 16-input expands were no faster, so they keep the dot kernels.
+    static func narrowPointwise(cin: Int, cout: Int) -> Bool { cout % 8 == 0 && cin <= 8 }
+
     /// True when layer `l` runs the vector kernels (their float-lane sums must be exact for it).
     @inline(__always)
     private func vector(_ l: S8LayerPlan) -> Bool { !usesReferenceKernels && l.vectorExact }
@@ -312,7 +331,13 @@ public final class Int8Engine {
     private func pointwise(_ l: S8LayerPlan, input: UnsafeMutableBufferPointer<Int8>, pixels: Int,
                            residual: UnsafeMutableBufferPointer<Int8>? = nil, output: UnsafeMutableBufferPointer<Int8>) {
         let r = residual.map { UnsafeBufferPointer($0) }
-        if !l.dot4.isEmpty {
+        if l.narrow {
+            l.packed.withUnsafeBufferPointer { w in
+                s8_conv1x1_c8n_8x8_simd(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w,
+                                        cout: l.cout, epilogue: l.epilogue, residual: r, scratch: gemmScratch,
+                                        output: output)
+            }
+        } else if !l.dot4.isEmpty {
             l.dot4.withUnsafeBufferPointer { w in
                 l.dot4Correction.withUnsafeBufferPointer { k in
                     s8_conv1x1_8x16_dot4(input: UnsafeBufferPointer(input), pixels: pixels, cin: l.cin, packed: w,
@@ -362,8 +387,13 @@ public final class Int8Engine {
             s8_center_plane_f32(input: UnsafeBufferPointer(melQ), count: melBins * frames, zeroPoint: stem.inputZeroPoint,
                                 centered: centered)
             stem.packed.withUnsafeBufferPointer { w in
-                s8_stem3x3s2_16_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
-                                     cout: stem.cout, epilogue: stem.epilogue, output: x)
+                if stem.cout == 8 {
+                    s8_stem3x3s2_c8_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
+                                         epilogue: stem.epilogue, output: x)
+                } else {
+                    s8_stem3x3s2_16_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
+                                         cout: stem.cout, epilogue: stem.epilogue, output: x)
+                }
             }
         }
         debug("features.0.act", x, rows * cols * stem.cout)
@@ -384,21 +414,35 @@ public final class Int8Engine {
                 }
             } else {
                 // Bands of output rows whose centered input rows fit in 256 KB (in L2), instead of a centered copy
-                // of the whole map (4 MB at mn04's second block).
-                let rowFloats = cols * s8_dw_pitch(d.cout), span = (b.kernel - 1) * b.dilation
+                // of the whole map (4 MB at mn04's second block). Layers with a multiple of 8 channels run the 8-lane
+                // kernel on a dense centered copy (pitch c).
+                let c8 = narrowDepthwise(d.cout)
+                let rowFloats = cols * (c8 ? d.cout : s8_dw_pitch(d.cout)), span = (b.kernel - 1) * b.dilation
                 let bandRows = max(1, (max(1, 65_536 / rowFloats) - span) / b.stride)
                 var r0 = 0
                 while r0 < orows {
                     let band = r0..<min(orows, r0 + bandRows)
                     let inRows = s8_dw_input_rows(band, height: rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
-                    s8_center_f32(input: UnsafeBufferPointer(rebasing: dwIn[(inRows.lowerBound * cols * d.cout)...]),
-                                  pixels: inRows.count * cols, channels: d.cout, zeroPoint: d.inputZeroPoint,
-                                  centered: centered)
+                    let bandIn = UnsafeBufferPointer(rebasing: dwIn[(inRows.lowerBound * cols * d.cout)...])
+                    if c8 {
+                        s8_center_plane_f32(input: bandIn, count: inRows.count * cols * d.cout,
+                                            zeroPoint: d.inputZeroPoint, centered: centered)
+                    } else {
+                        s8_center_f32(input: bandIn, pixels: inRows.count * cols, channels: d.cout,
+                                      zeroPoint: d.inputZeroPoint, centered: centered)
+                    }
                     d.packed.withUnsafeBufferPointer { w in
-                        s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
-                                            channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
-                                            dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
-                                            centeredFirstRow: inRows.lowerBound)
+                        if c8 {
+                            s8_dwconv_c8n_8x8_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
+                                                   channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
+                                                   dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
+                                                   centeredFirstRow: inRows.lowerBound)
+                        } else {
+                            s8_dwconv_4x16_simd(centered: UnsafeBufferPointer(centered), height: rows, width: cols,
+                                                channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
+                                                dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
+                                                centeredFirstRow: inRows.lowerBound)
+                        }
                     }
                     r0 = band.upperBound
                 }
@@ -459,7 +503,7 @@ public final class Int8Engine {
 
     /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gated map is
     /// requantized in place to its own quantization (s8_gate_reference or its vector form).
-    private func squeezeExcite(_ se: (squeeze: Int, fc1: [Float], b1: [Float], fc2: [Float], b2: [Float]),
+    private func squeezeExcite(_ se: (squeeze: Int, fc1T: [Float], b1: [Float], fc2T: [Float], b2: [Float]),
                                map: UnsafeMutableBufferPointer<Int8>, pixels: Int, channels e: Int,
                                scale: Float, zeroPoint: Int32, outScale: Float, outZeroPoint: Int32) {
         if usesReferenceKernels {
@@ -470,27 +514,63 @@ public final class Int8Engine {
         let pooledF = floats, hiddenF = UnsafeMutableBufferPointer(rebasing: floats[e...])
         let inv = scale / Float(pixels)
         for c in 0..<e { pooledF[c] = Float(sums[c] - Int32(pixels) * zeroPoint) * inv }
-        // The float fc layers use the 8-lane dense kernel on both paths (portable SIMD, so the reference path stays
-        // bit-exact with the vector one; a serial scalar sum here cost 0.2 ms of a 1 s clip's 0.7 ms).
-        se.fc1.withUnsafeBufferPointer { w in
-            se.b1.withUnsafeBufferPointer { b in
-                f32_linear_simd8(input: UnsafeBufferPointer(pooledF), nin: e, weights: w, bias: b, nout: se.squeeze,
-                                 activation: .relu, output: hiddenF)
+        se.fc1T.withUnsafeBufferPointer { w1 in
+            se.b1.withUnsafeBufferPointer { b1 in
+                se.fc2T.withUnsafeBufferPointer { w2 in
+                    se.b2.withUnsafeBufferPointer { b2 in
+                        Int8Engine.seMultipliers(pooled: UnsafePointer(pooledF.baseAddress!), channels: e,
+                                                 squeeze: se.squeeze, fc1T: w1.baseAddress!, b1: b1.baseAddress!,
+                                                 fc2T: w2.baseAddress!, b2: b2.baseAddress!, factor: scale / outScale,
+                                                 vector: !usesReferenceKernels, hidden: hiddenF.baseAddress!,
+                                                 gate: gate.baseAddress!)
+                    }
+                }
             }
         }
-        se.fc2.withUnsafeBufferPointer { w in
-            se.b2.withUnsafeBufferPointer { b in
-                f32_linear_simd8(input: UnsafeBufferPointer(hiddenF), nin: se.squeeze, weights: w, bias: b, nout: e,
-                                 activation: .none, output: gate)
-            }
-        }
-        for c in 0..<e { gate[c] = f32_sigmoid(gate[c]) * (scale / outScale) }
         if usesReferenceKernels {
             s8_gate_reference(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
                               multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
         } else {
             s8_gate_16_simd(map: map, pixels: pixels, channels: e, inputZeroPoint: zeroPoint,
                             multiplier: UnsafeBufferPointer(gate), outputZeroPoint: outZeroPoint)
+        }
+    }
+
+    /// The SE block's requantization multipliers from the pooled means `pooled` [e]: hidden = ReLU(b1 + fc1 pooled),
+    /// gate[c] = sigmoid(b2 + fc2 hidden)[c] * factor, with fc1T [e][sq] and fc2T [sq][e] the transposed PyTorch
+    /// weights. Each output adds its products in input order, multiply then add (no fused multiply-add); `vector`
+    /// computes 8 outputs per vector with those same operations lane by lane (bit-exact with the scalar loops,
+    /// `Int8SqueezeExciteTests`), scalar tails.
+    static func seMultipliers(pooled: UnsafePointer<Float>, channels e: Int, squeeze sq: Int,
+                              fc1T: UnsafePointer<Float>, b1: UnsafePointer<Float>,
+                              fc2T: UnsafePointer<Float>, b2: UnsafePointer<Float>, factor: Float, vector: Bool,
+                              hidden: UnsafeMutablePointer<Float>, gate: UnsafeMutablePointer<Float>) {
+        let lanes = vector ? 8 : Int.max
+        var j = 0
+        while lanes <= sq - j {
+            var a = f32_load8(b1 + j)
+            for c in 0..<e { a = a + f32_load8(fc1T + c * sq + j) * pooled[c] }
+            for l in 0..<8 { hidden[j + l] = max(a[l], 0) }
+            j += 8
+        }
+        while j < sq {
+            var a = b1[j]
+            for c in 0..<e { a += fc1T[c * sq + j] * pooled[c] }
+            hidden[j] = max(a, 0)
+            j += 1
+        }
+        var c = 0
+        while lanes <= e - c {
+            var a = f32_load8(b2 + c)
+            for j in 0..<sq { a = a + f32_load8(fc2T + j * e + c) * hidden[j] }
+            for l in 0..<8 { gate[c + l] = f32_sigmoid(a[l]) * factor }
+            c += 8
+        }
+        while c < e {
+            var a = b2[c]
+            for j in 0..<sq { a += fc2T[j * e + c] * hidden[j] }
+            gate[c] = f32_sigmoid(a) * factor
+            c += 1
         }
     }
 
@@ -505,4 +585,12 @@ public final class Int8Engine {
         }
         return (logits, embedding)
     }
+}
+
+/// Loads 8 consecutive floats (a lane loop into a fresh vector, which the compiler turns into one vector load).
+@inline(__always)
+private func f32_load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    var v = SIMD8<Float>()
+    for l in 0..<8 { v[l] = p[l] }
+    return v
 }

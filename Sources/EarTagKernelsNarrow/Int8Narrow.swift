@@ -1,0 +1,466 @@
+// Int8 kernels in 8-lane vectors (x86 ymm, NEON a q-register pair) for the layers where the 16-lane kernels of
+// EarTagKernels leave lanes empty: the 8-channel stem (mn04_as: 1 -> 8 channels over 64 x 500 outputs) and every
+// depthwise layer with a multiple of 8 channels (8, 24, 72 ... fill every lane; the 16-lane kernel computes 16, 32,
+// 80), in tiles of 8 pixels. Bit-exact with the scalar references `s8_stem3x3s2_reference` and `s8_dwconv_reference`:
+// the sums are exact float sums (see EarTagKernels/Int8Kernels.swift), the epilogue is `S8Epilogue.apply`'s float
+// operations in the same order, lane by lane.
+//
+// Why a module of its own: the speed of EarTagKernels' int8 kernels depends on whole-module inlining decisions. A
+// previous 8-channel kernel added to that module made the whole int8 engine 60 % slower even when unused (the dot
+// kernels' tile loop and `loadUnaligned` stopped being inlined; docs/quantization.md "Speed"). Kept here, these
+// kernels cannot change how EarTagKernels is optimized; they use only its public API (`S8Epilogue`,
+// `f32_conv_out_size`, `s8_dw_input_rows`, the packing of `s8_pack_dwconv`).
+// ref: XNNPACK src/xnnpack/requantization.h (fp32 requantization with the magic bias), as EarTagKernels.
+import EarTagKernels
+
+/// The 1.5 * 2^23 rounding constant of `s8_round` (round to nearest even by magic addition). ref: XNNPACK
+/// requantization.h.
+private let magic: Float = 12_582_912
+/// Bit pattern of `magic`.
+private let magicBits: Int32 = 0x4B40_0000
+
+/// Lane-wise min(max(v, lo), hi) as compare-and-blend (vcmpps + vblendvps); equal to the scalar min/max for
+/// non-NaN values up to the sign of a zero, which the magic rounding maps to the same integer. The 8-lane twin of
+/// EarTagKernels' internal `s8_clamp16`: one generic version would go through Swift's generic SIMD operations, which
+/// compile to calls (docs/quantization.md "Kernels"), and making it public would change EarTagKernels.
+@_transparent
+func clamp8(_ v: SIMD8<Float>, _ lo: Float, _ hi: Float) -> SIMD8<Float> {
+    var r = v
+    r.replace(with: lo, where: r .< lo)
+    r.replace(with: hi, where: r .> hi)
+    return r
+}
+
+/// An activation of the epilogue as a type, so that generic tile loops are specialized per activation (a value
+/// tested inside the loop was not hoisted: the compiler kept one test per output pixel).
+protocol Activation8 {
+    /// The activation of `S8Epilogue.apply`, lane by lane, with the same float operations in the same order.
+    static func apply(_ y: SIMD8<Float>) -> SIMD8<Float>
+}
+
+/// No activation.
+enum Identity8: Activation8 {
+    /// Returns `y`.
+    @_transparent static func apply(_ y: SIMD8<Float>) -> SIMD8<Float> { y }
+}
+
+/// ReLU: max(y, 0) as compare-and-blend.
+enum ReLU8: Activation8 {
+    /// Returns max(y, 0) lane by lane.
+    @_transparent static func apply(_ y: SIMD8<Float>) -> SIMD8<Float> {
+        var r = y
+        r.replace(with: 0, where: r .< 0)
+        return r
+    }
+}
+
+/// Hardswish: y * min(max(y + 3, 0), 6) * (1 / 6), multiplied in that order like the reference.
+enum Hardswish8: Activation8 {
+    /// Returns hardswish(y) lane by lane.
+    @_transparent static func apply(_ y: SIMD8<Float>) -> SIMD8<Float> { y * clamp8(y + 3, 0, 6) * (1 / 6 as Float) }
+}
+
+/// The per-layer constants of the 8-channel epilogue, loaded once per kernel call.
+struct Epilogue8 {
+    /// Scale (s_in * s_w[c]) and float bias of the 8 channels.
+    var scale: SIMD8<Float>, bias: SIMD8<Float>
+    /// 1 / output scale; output zero point; the clamp bounds in output steps, -128 - zp and 127 - zp.
+    var inverseOutputScale: Float, zeroPoint: Int32, lo: Float, hi: Float
+    /// Real value of one residual step and the residual's zero point (as a float; a fused residual add).
+    var residualScale: Float, residualZeroPoint: Float
+
+    /// Loads the constants of `e` and the scale and bias of its channels 0-7 (its arrays are padded to 16).
+    init(_ e: S8Epilogue) {
+        scale = e.scale.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
+        bias = e.biasF.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress!).load(as: SIMD8<Float>.self) }
+        inverseOutputScale = e.inverseOutputScale
+        zeroPoint = e.zeroPoint
+        lo = Float(-128 - e.zeroPoint); hi = Float(127 - e.zeroPoint)
+        residualScale = e.residualScale; residualZeroPoint = Float(e.residualZeroPoint)
+    }
+
+    /// Switches to the scale and bias of channels 8 * group ..< 8 * group + 8 (`sp`, `bp`: the padded arrays).
+    @_transparent
+    mutating func load(_ sp: UnsafeRawPointer, _ bp: UnsafeRawPointer, group: Int) {
+        scale = load8(sp, 32 * group); bias = load8(bp, 32 * group)
+    }
+
+    /// Requantizes the exact float sums `sum` of 8 channels (`S8Epilogue.apply` lane by lane: bias, scale,
+    /// activation `A`, times 1 / output scale, clamp, magic rounding, zero point) and stores 8 int8 values at `o`.
+    /// Invariant: after the clamp |y| <= 255 < 2^22, so the magic addition rounds exactly.
+    @_transparent
+    func emit<A: Activation8>(_ sum: SIMD8<Float>, _: A.Type, to o: UnsafeMutablePointer<Int8>) {
+        store(A.apply((sum + bias) * scale), to: o)
+    }
+
+    /// `emit` with the fused residual add of `S8Epilogue.apply`: after the activation,
+    /// y + residualScale * (r - residualZeroPoint) for the 8 residual values at `r` (Float(r) - Float(zp) equals
+    /// Float(r - zp): small integers, exact in float).
+    @_transparent
+    func emit<A: Activation8>(_ sum: SIMD8<Float>, _: A.Type, residual r: UnsafePointer<Int8>,
+                              to o: UnsafeMutablePointer<Int8>) {
+        let t = UnsafeRawPointer(r).loadUnaligned(as: SIMD8<Int8>.self)
+        var f = SIMD8<Float>()
+        for l in 0..<8 { f[l] = Float(t[l]) }
+        store(A.apply((sum + bias) * scale) + residualScale * (f - residualZeroPoint), to: o)
+    }
+
+    /// Times 1 / output scale, clamp, magic rounding, zero point; stores 8 int8 values at `o`.
+    @_transparent
+    func store(_ y: SIMD8<Float>, to o: UnsafeMutablePointer<Int8>) {
+        let c = clamp8(y * inverseOutputScale, lo, hi)
+        let q = unsafeBitCast(c + SIMD8(repeating: magic), to: SIMD8<Int32>.self) &- SIMD8(repeating: magicBits &- zeroPoint)
+        for l in 0..<8 { o[l] = Int8(truncatingIfNeeded: q[l]) }
+    }
+}
+
+/// Calls the closure specialized for the activation `a` (a type, see `Activation8`).
+@_transparent
+func dispatch(_ a: S8Activation, none: () -> Void, relu: () -> Void, hardswish: () -> Void) {
+    switch a {
+    case .none: none()
+    case .relu: relu()
+    case .hardswish: hardswish()
+    }
+}
+
+/// Loads the 8-lane vector at byte offset `offset` of `p` (the first 8 lanes of a 16-lane packed weight row, or one
+/// pixel of a dense 8-channel float map).
+@_transparent
+func load8(_ p: UnsafeRawPointer, _ offset: Int) -> SIMD8<Float> { p.load(fromByteOffset: offset, as: SIMD8<Float>.self) }
+
+/// The nine 8-channel tap vectors of a 3x3 stem, held in registers.
+struct Taps9 {
+    var t0, t1, t2, t3, t4, t5, t6, t7, t8: SIMD8<Float>
+
+    /// Loads the taps from weights packed by `s8_pack_dwconv(channels: 8, kernel: 3)` ([9][16]).
+    init(_ p: UnsafeRawPointer) {
+        (t0, t1, t2) = (load8(p, 0), load8(p, 64), load8(p, 128))
+        (t3, t4, t5) = (load8(p, 192), load8(p, 256), load8(p, 320))
+        (t6, t7, t8) = (load8(p, 384), load8(p, 448), load8(p, 512))
+    }
+
+    /// The exact sum of the nine taps for the output pixel whose top-left input tap is element `i` of rows `r0`,
+    /// `r1`, `r2` (each input value broadcast across the 8 channels).
+    @_transparent
+    func sum(_ r0: UnsafePointer<Float>, _ r1: UnsafePointer<Float>, _ r2: UnsafePointer<Float>, _ i: Int) -> SIMD8<Float> {
+        var a = t0 * r0[i]
+        a.addProduct(t1, r0[i + 1]); a.addProduct(t2, r0[i + 2])
+        a.addProduct(t3, r1[i]); a.addProduct(t4, r1[i + 1]); a.addProduct(t5, r1[i + 2])
+        a.addProduct(t6, r2[i]); a.addProduct(t7, r2[i + 1]); a.addProduct(t8, r2[i + 2])
+        return a
+    }
+}
+
+/// Vectorized int8 stem for exactly 8 output channels, bit-exact with `s8_stem3x3s2_reference` (cout 8): 3x3
+/// stride 2, zero padding 1, one int8 plane [h][w] to [ho][wo][8]. Reads `centered`, the plane's x - zp as floats
+/// (`s8_center_plane_f32`), and the weights of `s8_pack_dwconv(channels: 8, kernel: 3)` ([9][16], lanes 0-7 used).
+/// The nine tap vectors stay in registers; interior output pixels go in tiles of 8 along the row (eight independent
+/// chains of nine broadcast multiply-adds, exact: 9 * 255 * 2047 < 2^24), each followed by one 8-lane epilogue.
+/// Border pixels skip the padded taps like the reference.
+public func s8_stem3x3s2_c8_simd(
+    centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int,
+    packed: UnsafeBufferPointer<Float>, epilogue e: S8Epilogue,
+    output: UnsafeMutableBufferPointer<Int8>
+) {
+    let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
+    precondition(e.channels == 8, "s8_stem3x3s2_c8_simd needs 8 output channels, not \(e.channels)")
+    precondition(h >= 1 && w >= 1 && centered.count >= h * w && output.count >= ho * wo * 8 && packed.count >= 9 * 16)
+    let x = centered.baseAddress!, pw = UnsafeRawPointer(packed.baseAddress!), o = output.baseAddress!
+    let ep = Epilogue8(e)
+    dispatch(e.activation,
+             none: { stemC8(Identity8.self, x, h, w, pw, ep, o) },
+             relu: { stemC8(ReLU8.self, x, h, w, pw, ep, o) },
+             hardswish: { stemC8(Hardswish8.self, x, h, w, pw, ep, o) })
+}
+
+/// The body of `s8_stem3x3s2_c8_simd` for activation `A`.
+@inline(__always)
+func stemC8<A: Activation8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, _ w: Int, _ pw: UnsafeRawPointer,
+                            _ ep: Epilogue8, _ o: UnsafeMutablePointer<Int8>) {
+    let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
+    let taps = Taps9(pw)
+    // Interior outputs: rows 1 ..< yHi and columns 1 ..< xHi read taps 2o-1 ... 2o+1, all inside.
+    let yHi = (h - 2) / 2 + 1, xHi = (w - 2) / 2 + 1
+    for oy in 0..<ho {
+        let interiorRow = oy >= 1 && oy < yHi
+        var ox = 0
+        while ox < wo {
+            let out = o + (oy * wo + ox) * 8
+            if interiorRow && ox >= 1 && ox + 8 <= xHi {
+                let r0 = x + (2 * oy - 1) * w + 2 * ox - 1, r1 = r0 + w, r2 = r1 + w
+                ep.emit(taps.sum(r0, r1, r2, 0), A.self, to: out)
+                ep.emit(taps.sum(r0, r1, r2, 2), A.self, to: out + 8)
+                ep.emit(taps.sum(r0, r1, r2, 4), A.self, to: out + 16)
+                ep.emit(taps.sum(r0, r1, r2, 6), A.self, to: out + 24)
+                ep.emit(taps.sum(r0, r1, r2, 8), A.self, to: out + 32)
+                ep.emit(taps.sum(r0, r1, r2, 10), A.self, to: out + 40)
+                ep.emit(taps.sum(r0, r1, r2, 12), A.self, to: out + 48)
+                ep.emit(taps.sum(r0, r1, r2, 14), A.self, to: out + 56)
+                ox += 8
+                continue
+            }
+            if interiorRow && ox >= 1 && ox < xHi {
+                let r0 = x + (2 * oy - 1) * w + 2 * ox - 1
+                ep.emit(taps.sum(r0, r0 + w, r0 + 2 * w, 0), A.self, to: out)
+            } else {
+                var a = SIMD8<Float>()
+                for ky in 0..<3 {
+                    let iy = 2 * oy - 1 + ky
+                    if iy < 0 || iy >= h { continue }
+                    for kx in 0..<3 {
+                        let ix = 2 * ox - 1 + kx
+                        if ix < 0 || ix >= w { continue }
+                        a.addProduct(load8(pw, 64 * (ky * 3 + kx)), x[iy * w + ix])
+                    }
+                }
+                ep.emit(a, A.self, to: out)
+            }
+            ox += 1
+        }
+    }
+}
+
+/// Vectorized int8 depthwise conv for channels in groups of 8 (c a multiple of 8) over output rows `rows`,
+/// bit-exact with `s8_dwconv_reference`: reads the centered input as dense floats [rows][w][c]
+/// (`s8_center_plane_f32` over pixels * c values, starting at input row `centeredFirstRow`, so that callers can
+/// center band by band) and the weights of `s8_pack_dwconv` ([k*k][s8_dw_pitch(c)]). Interior output pixels (every
+/// horizontal tap inside the input) go in tiles of 8 pixels x 8 channels, so each weight vector loaded serves eight
+/// independent multiply-adds; border pixels and row tails take one pixel x 32 channels (four chains) at a time, their
+/// taps clamped to the input (padded taps skipped like the reference). No lane is empty for
+/// c = 8, 24, 40 ... (the 16-lane kernel computes 16, 32, 48). Exact sums (25 taps of |w (x - zp)| <= 2047 * 255 <
+/// 2^24).
+public func s8_dwconv_c8n_8x8_simd(
+    centered: UnsafeBufferPointer<Float>, height h: Int, width w: Int, channels c: Int,
+    packed: UnsafeBufferPointer<Float>, kernel k: Int, stride st: Int, dilation d: Int, epilogue e: S8Epilogue,
+    output: UnsafeMutableBufferPointer<Int8>, rows: Range<Int>, centeredFirstRow first: Int = 0
+) {
+    let ho = f32_conv_out_size(h, kernel: k, stride: st, dilation: d)
+    let wo = f32_conv_out_size(w, kernel: k, stride: st, dilation: d)
+    precondition(c > 0 && c % 8 == 0 && e.channels == c, "s8_dwconv_c8n_8x8_simd needs a multiple of 8 channels, not \(c)")
+    precondition(output.count >= ho * wo * c && packed.count >= k * k * s8_dw_pitch(c))
+    precondition(rows.lowerBound >= 0 && rows.upperBound <= ho)
+    guard !rows.isEmpty else { return }
+    let needed = s8_dw_input_rows(rows, height: h, kernel: k, stride: st, dilation: d)
+    precondition(first <= needed.lowerBound && centered.count >= (needed.upperBound - first) * w * c,
+                 "centered rows do not cover the input rows of output rows \(rows)")
+    // Input row iy is row iy - first of `centered`; the byte offset of pixel (iy, ix) is 4 * c * (iy * w + ix).
+    let xb = UnsafeRawPointer(centered.baseAddress!) - 4 * c * first * w
+    let shape = Shape8(h: h, w: w, c: c, wo: wo, k: k, st: st, d: d)
+    let wb = UnsafeRawPointer(packed.baseAddress!), o = output.baseAddress!
+    e.scale.withUnsafeBufferPointer { scale in
+        e.biasF.withUnsafeBufferPointer { bias in
+            let sp = UnsafeRawPointer(scale.baseAddress!), bp = UnsafeRawPointer(bias.baseAddress!)
+            dispatch(e.activation,
+                     none: { dwconvC8(Identity8.self, xb, wb, shape, e, sp, bp, o, rows) },
+                     relu: { dwconvC8(ReLU8.self, xb, wb, shape, e, sp, bp, o, rows) },
+                     hardswish: { dwconvC8(Hardswish8.self, xb, wb, shape, e, sp, bp, o, rows) })
+        }
+    }
+}
+
+/// Geometry of a depthwise call: input h x w x c, output width wo, kernel k, stride st, dilation d.
+struct Shape8 {
+    var h, w, c, wo, k, st, d: Int
+}
+
+/// The body of `s8_dwconv_c8n_8x8_simd` for activation `A` (`xb`: the centered input, shifted so that input row 0
+/// is at offset 0; `sp`/`bp`: the epilogue's padded scale and float bias arrays).
+@inline(__always)
+func dwconvC8<A: Activation8>(_: A.Type, _ xb: UnsafeRawPointer, _ wb: UnsafeRawPointer, _ g: Shape8,
+                              _ e: S8Epilogue, _ sp: UnsafeRawPointer, _ bp: UnsafeRawPointer,
+                              _ o: UnsafeMutablePointer<Int8>, _ rows: Range<Int>) {
+    let (h, w, c, wo, k, st, d) = (g.h, g.w, g.c, g.wo, g.k, g.st, g.d)
+    let pad = (k - 1) / 2 * d, groups = c / 8, tapBytes = 4 * s8_dw_pitch(c), pixelBytes = 4 * c
+    // Interior columns: ox * st - pad >= 0 and ox * st - pad + (k - 1) * d <= w - 1.
+    let interiorLo = (pad + st - 1) / st
+    let lastStart = w - 1 - (k - 1) * d + pad
+    let interiorHi = lastStart < 0 ? 0 : min(wo, lastStart / st + 1)
+    let step = pixelBytes * st
+    var ep = Epilogue8(e)
+    for oy in rows {
+        // Vertical taps inside the input: ky in kyLo ..< kyHi.
+        var kyLo = 0, kyHi = k
+        while kyLo < k && oy * st - pad + kyLo * d < 0 { kyLo += 1 }
+        while kyHi > kyLo && oy * st - pad + (kyHi - 1) * d >= h { kyHi -= 1 }
+        var ox = 0
+        while ox < wo {
+            let out = o + (oy * wo + ox) * c
+            if ox >= interiorLo && ox + 8 <= interiorHi {
+                for gi in 0..<groups {
+                    var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+                    for ky in kyLo..<kyHi {
+                        let row = pixelBytes * ((oy * st - pad + ky * d) * w + ox * st - pad) + 32 * gi
+                        for kx in 0..<k {
+                            let wv = load8(wb, tapBytes * (ky * k + kx) + 32 * gi), p = row + pixelBytes * kx * d
+                            a0.addProduct(load8(xb, p), wv); a1.addProduct(load8(xb, p + step), wv)
+                            a2.addProduct(load8(xb, p + 2 * step), wv); a3.addProduct(load8(xb, p + 3 * step), wv)
+                            a4.addProduct(load8(xb, p + 4 * step), wv); a5.addProduct(load8(xb, p + 5 * step), wv)
+                            a6.addProduct(load8(xb, p + 6 * step), wv); a7.addProduct(load8(xb, p + 7 * step), wv)
+                        }
+                    }
+                    ep.load(sp, bp, group: gi)
+                    let og = out + 8 * gi
+                    ep.emit(a0, A.self, to: og); ep.emit(a1, A.self, to: og + c)
+                    ep.emit(a2, A.self, to: og + 2 * c); ep.emit(a3, A.self, to: og + 3 * c)
+                    ep.emit(a4, A.self, to: og + 4 * c); ep.emit(a5, A.self, to: og + 5 * c)
+                    ep.emit(a6, A.self, to: og + 6 * c); ep.emit(a7, A.self, to: og + 7 * c)
+                }
+                ox += 8
+                continue
+            }
+            // One pixel (border or row tail): horizontal taps inside the input are kx in kxLo ..< kxHi; channel
+            // groups four at a time (four independent chains), then one at a time.
+            var kxLo = 0, kxHi = k
+            while kxLo < k && ox * st - pad + kxLo * d < 0 { kxLo += 1 }
+            while kxHi > kxLo && ox * st - pad + (kxHi - 1) * d >= w { kxHi -= 1 }
+            var gi = 0
+            while gi < groups {
+                let n = groups - gi >= 4 ? 4 : 1
+                var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0
+                for ky in kyLo..<kyHi {
+                    let iy = oy * st - pad + ky * d
+                    for kx in kxLo..<kxHi {
+                        let p = pixelBytes * (iy * w + ox * st - pad + kx * d) + 32 * gi
+                        let t = tapBytes * (ky * k + kx) + 32 * gi
+                        a0.addProduct(load8(xb, p), load8(wb, t))
+                        if n == 4 {
+                            a1.addProduct(load8(xb, p + 32), load8(wb, t + 32))
+                            a2.addProduct(load8(xb, p + 64), load8(wb, t + 64))
+                            a3.addProduct(load8(xb, p + 96), load8(wb, t + 96))
+                        }
+                    }
+                }
+                ep.load(sp, bp, group: gi)
+                ep.emit(a0, A.self, to: out + 8 * gi)
+                if n == 4 {
+                    ep.load(sp, bp, group: gi + 1); ep.emit(a1, A.self, to: out + 8 * gi + 8)
+                    ep.load(sp, bp, group: gi + 2); ep.emit(a2, A.self, to: out + 8 * gi + 16)
+                    ep.load(sp, bp, group: gi + 3); ep.emit(a3, A.self, to: out + 8 * gi + 24)
+                }
+                gi += n
+            }
+            ox += 1
+        }
+    }
+}
+
+// MARK: - 1x1 conv
+
+/// Vectorized int8 1x1 conv (a GEMM, with the fused residual add when `residual` is given) for a multiple of 8 output
+/// channels, bit-exact with `s8_conv1x1_reference`: weights packed by `s8_pack_conv1x1_16` ([cout / 16][cin][16]
+/// floats; group g of 8 channels is lanes (g % 2) * 8 ..< +8 of block g / 2). Tiles of 8 pixels x 8 output channels:
+/// the tile's input rows are widened once to floats in `scratch` (`s8_conv1x1_scratch_count(cin:)`), then each
+/// input channel costs one weight vector load and 8 broadcast multiply-adds. Meant for the few-input layers at high
+/// resolution (mn04_as: features.1.project 8 -> 8, features.2.expand 8 -> 24 over 32 000 pixels), where the
+/// epilogue dominates and 16-lane blocks would leave lanes empty. Precondition (caller): the float sums are exact,
+/// s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: max |w|) (cin <= 64 for 12-bit weights).
+public func s8_conv1x1_c8n_8x8_simd(
+    input: UnsafeBufferPointer<Int8>, pixels: Int, cin: Int,
+    packed: UnsafeBufferPointer<Float>, cout: Int, epilogue e: S8Epilogue,
+    residual: UnsafeBufferPointer<Int8>? = nil, scratch: UnsafeMutableBufferPointer<Float>,
+    output: UnsafeMutableBufferPointer<Int8>
+) {
+    precondition(cout > 0 && cout % 8 == 0 && e.channels == cout,
+                 "s8_conv1x1_c8n_8x8_simd needs a multiple of 8 output channels, not \(cout)")
+    precondition(cin >= 1 && cin <= s8FloatExactMaxK, "cin \(cin) outside 1...\(s8FloatExactMaxK)")
+    precondition(input.count >= pixels * cin && output.count >= pixels * cout)
+    precondition(packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
+    precondition(scratch.count >= s8_conv1x1_scratch_count(cin: cin))
+    precondition(residual == nil || residual!.count >= pixels * cout)
+    guard pixels > 0 else { return }
+    let g = GEMM8(x: input.baseAddress!, pixels: pixels, cin: cin, w: UnsafeRawPointer(packed.baseAddress!), cout: cout,
+                  xs: scratch.baseAddress!, res: residual?.baseAddress, o: output.baseAddress!)
+    e.scale.withUnsafeBufferPointer { scale in
+        e.biasF.withUnsafeBufferPointer { bias in
+            let sp = UnsafeRawPointer(scale.baseAddress!), bp = UnsafeRawPointer(bias.baseAddress!)
+            if residual == nil {
+                dispatch(e.activation,
+                         none: { conv1x1C8(Identity8.self, NoResidual8.self, g, e, sp, bp) },
+                         relu: { conv1x1C8(ReLU8.self, NoResidual8.self, g, e, sp, bp) },
+                         hardswish: { conv1x1C8(Hardswish8.self, NoResidual8.self, g, e, sp, bp) })
+            } else {
+                dispatch(e.activation,
+                         none: { conv1x1C8(Identity8.self, AddResidual8.self, g, e, sp, bp) },
+                         relu: { conv1x1C8(ReLU8.self, AddResidual8.self, g, e, sp, bp) },
+                         hardswish: { conv1x1C8(Hardswish8.self, AddResidual8.self, g, e, sp, bp) })
+            }
+        }
+    }
+}
+
+/// Whether a 1x1 tile loop adds a residual, as a type (so that the test folds away after specialization).
+protocol Residual8 {
+    /// True when the epilogue adds the residual map.
+    static var present: Bool { get }
+}
+
+/// No residual add.
+enum NoResidual8: Residual8 {
+    /// False.
+    @_transparent static var present: Bool { false }
+}
+
+/// Fused residual add.
+enum AddResidual8: Residual8 {
+    /// True.
+    @_transparent static var present: Bool { true }
+}
+
+/// Operands of a 1x1 call: input [pixels][cin], packed weights, cout, float scratch, residual and output
+/// [pixels][cout].
+struct GEMM8 {
+    var x: UnsafePointer<Int8>, pixels: Int, cin: Int, w: UnsafeRawPointer, cout: Int
+    var xs: UnsafeMutablePointer<Float>, res: UnsafePointer<Int8>?, o: UnsafeMutablePointer<Int8>
+}
+
+/// The body of `s8_conv1x1_c8n_8x8_simd` for activation `A` and residual mode `R`.
+@inline(__always)
+func conv1x1C8<A: Activation8, R: Residual8>(_: A.Type, _: R.Type, _ g: GEMM8, _ e: S8Epilogue,
+                                             _ sp: UnsafeRawPointer, _ bp: UnsafeRawPointer) {
+    let cin = g.cin, cout = g.cout, xs = g.xs
+    var ep = Epilogue8(e)
+    var p = 0
+    while p < g.pixels {
+        let n = min(8, g.pixels - p)
+        let src = g.x + p * cin
+        for i in 0..<(n * cin) { xs[i] = Float(src[i]) }
+        // Rows past the tail repeat the last pixel (computed, not stored).
+        let r0 = xs, r1 = xs + min(1, n - 1) * cin, r2 = xs + min(2, n - 1) * cin, r3 = xs + min(3, n - 1) * cin
+        let r4 = xs + min(4, n - 1) * cin, r5 = xs + min(5, n - 1) * cin, r6 = xs + min(6, n - 1) * cin
+        let r7 = xs + min(7, n - 1) * cin
+        for gi in 0..<(cout / 8) {
+            var a0 = SIMD8<Float>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
+            // Group gi: block gi / 2 of [cout / 16][cin][16], lanes (gi % 2) * 8 ..< + 8.
+            var wo = 4 * ((gi / 2) * cin * 16 + (gi % 2) * 8)
+            for ci in 0..<cin {
+                let wv = load8(g.w, wo)
+                a0.addProduct(wv, r0[ci]); a1.addProduct(wv, r1[ci]); a2.addProduct(wv, r2[ci]); a3.addProduct(wv, r3[ci])
+                a4.addProduct(wv, r4[ci]); a5.addProduct(wv, r5[ci]); a6.addProduct(wv, r6[ci]); a7.addProduct(wv, r7[ci])
+                wo += 64
+            }
+            ep.load(sp, bp, group: gi)
+            let off = p * cout + 8 * gi
+            emitRow(a0, A.self, R.self, ep, g, off)
+            if n > 1 { emitRow(a1, A.self, R.self, ep, g, off + cout) }
+            if n > 2 { emitRow(a2, A.self, R.self, ep, g, off + 2 * cout) }
+            if n > 3 { emitRow(a3, A.self, R.self, ep, g, off + 3 * cout) }
+            if n > 4 { emitRow(a4, A.self, R.self, ep, g, off + 4 * cout) }
+            if n > 5 { emitRow(a5, A.self, R.self, ep, g, off + 5 * cout) }
+            if n > 6 { emitRow(a6, A.self, R.self, ep, g, off + 6 * cout) }
+            if n > 7 { emitRow(a7, A.self, R.self, ep, g, off + 7 * cout) }
+        }
+        p += n
+    }
+}
+
+/// Requantizes 8 channels of one pixel at element offset `off` of the output (and of the residual when `R` has one).
+@_transparent
+func emitRow<A: Activation8, R: Residual8>(_ a: SIMD8<Float>, _: A.Type, _: R.Type, _ ep: Epilogue8, _ g: GEMM8,
+                                           _ off: Int) {
+    if R.present {
+        ep.emit(a, A.self, residual: g.res! + off, to: g.o + off)
+    } else {
+        ep.emit(a, A.self, to: g.o + off)
+    }
+}
