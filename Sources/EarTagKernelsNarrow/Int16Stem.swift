@@ -139,7 +139,14 @@ func stemC8To16<A: Activation8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, 
             let out = o + (oy * wo + ox) * 8
             if interiorRow && ox >= 1 && ox + 8 <= xHi {
                 let r0 = x + (2 * oy - 1) * w + 2 * ox - 1, r1 = r0 + w, r2 = r1 + w
-                for t in 0..<8 { ep.emit16(taps.sum(r0, r1, r2, 2 * t), A.self, to: out + 8 * t) }
+                ep.emit16(taps.sum(r0, r1, r2, 0), A.self, to: out)
+                ep.emit16(taps.sum(r0, r1, r2, 2), A.self, to: out + 8)
+                ep.emit16(taps.sum(r0, r1, r2, 4), A.self, to: out + 16)
+                ep.emit16(taps.sum(r0, r1, r2, 6), A.self, to: out + 24)
+                ep.emit16(taps.sum(r0, r1, r2, 8), A.self, to: out + 32)
+                ep.emit16(taps.sum(r0, r1, r2, 10), A.self, to: out + 40)
+                ep.emit16(taps.sum(r0, r1, r2, 12), A.self, to: out + 48)
+                ep.emit16(taps.sum(r0, r1, r2, 14), A.self, to: out + 56)
                 ox += 8
                 continue
             }
