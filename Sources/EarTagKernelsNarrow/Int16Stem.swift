@@ -21,6 +21,8 @@ import EarTagKernels
 private let s16Magic: Float = 12_582_912
 /// Bit pattern of `s16Magic`.
 private let s16MagicBits: Int32 = 0x4B40_0000
+/// The zero points of int16 maps (the clamp bounds of `s16_round` then stay within |y| <= 65535 < 2^22).
+public let s16ZeroPoints: ClosedRange<Int32> = -32768...32767
 
 /// Rounds a real value already in output steps to int16 with zero point `zp` (-32768...32767): clamp to
 /// [-32768 - zp, 32767 - zp], round to nearest even (magic addition), add zp. Invariant: after the clamp
@@ -86,7 +88,7 @@ public func s16_stem3x3s2_reference(
 ) {
     let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
     precondition(input.count >= h * w && output.count >= ho * wo * cout && weights.count >= cout * 9)
-    precondition(epilogue.channels == cout)
+    precondition(epilogue.channels == cout && s16ZeroPoints.contains(epilogue.zeroPoint))
     for oy in 0..<ho {
         for ox in 0..<wo {
             for co in 0..<cout {
@@ -117,6 +119,7 @@ public func s16_stem3x3s2_c8_simd(
     precondition(e.channels == 8, "s16_stem3x3s2_c8_simd needs 8 output channels, not \(e.channels)")
     precondition(h >= 1 && w >= 1 && centered.count >= h * w && output.count >= ho * wo * 8 && packed.count >= 9 * 16)
     let x = centered.baseAddress!, pw = UnsafeRawPointer(packed.baseAddress!), o = output.baseAddress!
+    precondition(s16ZeroPoints.contains(e.zeroPoint), "output zero point \(e.zeroPoint) outside the int16 range")
     let ep = Epilogue8(int16Output: e)
     dispatch(e.activation,
              none: { stemC8To16(Identity8.self, x, h, w, pw, ep, o) },
@@ -391,6 +394,7 @@ public func s8_conv1x1_res16_reference(
 ) {
     precondition(input.count >= pixels * cin && output.count >= pixels * cout && residual.count >= pixels * cout)
     precondition(weights.count >= cout * cin && epilogue.channels == cout && cin < 8192)
+    precondition(s16ZeroPoints.contains(epilogue.residualZeroPoint))
     for p in 0..<pixels {
         for co in 0..<cout {
             var acc: Int32 = 0
@@ -418,6 +422,7 @@ public func s8_conv1x1_c8n_8x8_res16_simd(
     precondition(input.count >= pixels * cin && output.count >= pixels * cout && residual.count >= pixels * cout)
     precondition(packed.count >= s8_packed_conv1x1_16_count(cin: cin, cout: cout))
     precondition(scratch.count >= s8_conv1x1_scratch_count(cin: cin))
+    precondition(s16ZeroPoints.contains(e.residualZeroPoint), "residual zero point \(e.residualZeroPoint) outside the int16 range")
     guard pixels > 0 else { return }
     let g = GEMM8Res16(x: input.baseAddress!, pixels: pixels, cin: cin, w: UnsafeRawPointer(packed.baseAddress!),
                        cout: cout, xs: scratch.baseAddress!, res: residual.baseAddress!, o: output.baseAddress!)
