@@ -1,8 +1,8 @@
-// The kernels around a 16-bit stem output (EarTagKernelsNarrow/Int16Stem.swift) held bit-exact to their scalar
-// references over random and edge shapes (widths and heights 1, 2, 3, odd, 8-pixel tile tails; stride 1 and 2;
-// dilation 2; bands of rows; cin 1-64; pixel tails) and extreme values (inputs, residuals and zero points at the
-// ends of their ranges, weights +-2047, output scales that make the clamps bite), every activation; and `s16_round`
-// against a plain Double formula. Seeds are printed.
+// The kernels around a 16-bit stem output (the last section of EarTagKernelsNarrow/Int8Narrow.swift) held bit-exact
+// to their scalar references over random and edge shapes (widths and heights 1, 2, 3, odd, 8-pixel tile tails;
+// stride 1 and 2; dilation 2; bands of rows; cin 1-64; pixel tails) and extreme values (inputs, residuals and zero
+// points at the ends of their ranges, weights +-2047, output scales that make the clamps bite), every activation; and
+// `s16_round` against a plain Double formula. Seeds are printed.
 import XCTest
 import EarTagKernels
 import EarTagKernelsNarrow
