@@ -77,7 +77,7 @@ public struct QuantizedModel: Sendable {
     /// True when the int8 engine can run architecture `a` with its stem output at 16 bits: an 8-channel stem whose
     /// output feeds block 1's 3x3 depthwise conv directly (no expand, no SE, a multiple of 8 channels) and block 1's
     /// projection (at most 8 inputs, a multiple of 8 outputs; its residual then reads the 16-bit map). Those are the
-    /// shapes of the 16-bit kernels (EarTagKernelsNarrow/Int16Stem.swift); every MN width up to 0.5 has them.
+    /// shapes of the 16-bit kernels (the int16 section of EarTagKernelsNarrow/Int8Narrow.swift); every MN width up to 0.5 has them.
     public static func supportsWideStemOutput(_ a: Architecture) -> Bool {
         guard a.stemChannels == 8, let b = a.blocks.first else { return false }
         return !b.hasExpand && b.seChannels == nil && b.kernel == 3 && b.expandedChannels % 8 == 0
