@@ -34,13 +34,17 @@ struct S8LayerPlan {
     var dot2: [Int16] = []
     /// True when `s8_conv1x1_c8n_8x8_simd` runs this 1x1 layer (from `packed`; see `Int8Engine.narrowPointwise`).
     var narrow = false
+    /// Depthwise weights as int32 lanes (`s16_pack_dwconv_i32`): block 1 reading the 16-bit stem output.
+    var packedI32: [Int32] = []
 
     /// The plan keeping only the weights its runs read: `dot4`/`dot2` when a dot kernel runs it, `packed` when the
     /// float-lane vector kernels do (not `reference` and `vectorExact`), else the int16 `weights` (for mn04_as the
     /// other forms were 2 MB of int16 or 4 MB of floats).
     func keepingRunWeights(reference: Bool) -> S8LayerPlan {
         var p = self
-        if !dot4.isEmpty || !dot2.isEmpty {
+        if !packedI32.isEmpty {
+            p.weights = []; p.packed = []
+        } else if !dot4.isEmpty || !dot2.isEmpty {
             p.weights = []; p.packed = []
         } else if !reference && vectorExact {
             p.weights = []
@@ -89,8 +93,14 @@ public final class Int8Engine {
     private let hidden: S8LayerPlan?
     private let out: S8LayerPlan
     private let outBiasF: [Float], outScales: [Float]
+    /// True when the stem output is 16-bit (`QuantizedModel.int16Activations`): the stem writes `wideMap`, block 1's
+    /// depthwise conv reads it through int32 lanes and block 1's projection adds it as its residual.
+    private let wideStem: Bool
     // Run-time buffers (allocated once).
     private let melQ, mapA, mapB, mapC, mapD: UnsafeMutableBufferPointer<Int8>
+    /// The 16-bit stem output, and one centered int32 band of it (only with `wideStem`).
+    private let wideMap: UnsafeMutableBufferPointer<Int16>
+    private let centeredI32: UnsafeMutableBufferPointer<Int32>
     private let sums: UnsafeMutableBufferPointer<Int32>
     /// Per-channel SE requantization multipliers (gate * s_in / s_out).
     private let gate: UnsafeMutableBufferPointer<Float>
@@ -107,8 +117,9 @@ public final class Int8Engine {
     /// Names of the layers, for `debugCapture` (per block expand/depthwise/project-or-add; the last conv).
     private let names: [[String]]
     private let lastName: String
-    /// Test hook: receives each int8 tensor with its name (as the Quantizer's observation keys) and quantization.
-    var debugCapture: ((String, UnsafeBufferPointer<Int8>, Int, Double, Int32) -> Void)?
+    /// Test and calibration hook: receives each quantized tensor (widened to int32; int8, or int16 for the 16-bit
+    /// stem output) with its name (as the Quantizer's observation keys) and quantization (scale, zero point).
+    var debugCapture: ((String, UnsafeBufferPointer<Int32>, Int, Double, Int32) -> Void)?
     /// Output quantization (scale, zero point) of each captured tensor, by name.
     private var quants: [String: (Double, Int32)] = [:]
 
@@ -124,6 +135,8 @@ public final class Int8Engine {
         try model.validate(path: "<int8 model \(model.name)>")
         let arch = model.architecture
         architecture = arch
+        let wide = model.int16Activations.contains(QuantizedModel.wideStemOutput)
+        wideStem = wide
         self.maxFrames = maxFrames
         melBins = model.frontend.nMels
         numClasses = arch.numClasses
@@ -150,14 +163,24 @@ public final class Int8Engine {
             let maxW = Int(w.map { abs(Int32($0)) }.max() ?? 0)
             let exact = tapMajor ? s8_float_sums_exact(k: kernel * kernel, maxInput: 255, maxWeight: maxW)
                                  : s8_float_sums_exact(k: cin, maxInput: 128, maxWeight: maxW)
-            var plan = S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi, vectorExact: exact,
-                                   inputZeroPoint: input.1, packed: [])
+            // Block 1's depthwise conv reading the 16-bit stem output: exact int32 lanes (9 taps of
+            // |x - zp| <= 65535 times |w| <= 2047 < 2^31, `QuantizedModel.supportsWideStemOutput`: 3x3).
+            let wideInput = wide && name == "features.1.depthwise"
+            var plan = S8LayerPlan(cin: cin, cout: cout, kernel: kernel, weights: w, epilogue: epi,
+                                   vectorExact: wideInput || exact, inputZeroPoint: input.1, packed: [])
             // Pack only the form the run will read (`keepingRunWeights` then drops the int16 weights if unused).
             let narrow = !tapMajor && !referenceKernels && exact && Int8Engine.narrowPointwise(cin: cin, cout: cout)
             plan.narrow = narrow
             let dot = !tapMajor && s8Dot4IsNative && !referenceKernels && !narrow
             w.withUnsafeBufferPointer { wi in
-                if tapMajor {
+                if wideInput {
+                    if !referenceKernels {
+                        plan.packedI32 = [Int32](repeating: 0, count: s16_pack_dwconv_i32_count(channels: cout, kernel: kernel))
+                        plan.packedI32.withUnsafeMutableBufferPointer {
+                            s16_pack_dwconv_i32(weights: wi, channels: cout, kernel: kernel, packed: $0)
+                        }
+                    }
+                } else if tapMajor {
                     plan.packed = [Float](repeating: 0, count: shape[0] * s8_dw_pitch(cout))
                     plan.packed.withUnsafeMutableBufferPointer {
                         s8_pack_dwconv(weights: wi, channels: cout, kernel: kernel, packed: $0)
@@ -271,6 +294,11 @@ public final class Int8Engine {
             let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(1, n)); b.initialize(repeating: 0); return b
         }
         melQ = bytes(melBins * maxFrames)
+        let stemOut = ((melBins - 1) / 2 + 1) * ((maxFrames - 1) / 2 + 1) * arch.stemChannels
+        wideMap = .allocate(capacity: wide ? stemOut : 1)
+        wideMap.initialize(repeating: 0)
+        centeredI32 = .allocate(capacity: wide ? min(stemOut, largestCentered) : 1)
+        centeredI32.initialize(repeating: 0)
         centered = floatBuffer(largestCentered)
         gemmScratch = floatBuffer(s8_conv1x1_scratch_count(cin: widest))
         dot4Scratch = .allocate(capacity: s8_conv1x1_dot4_scratch_count(cin: widest))
@@ -291,7 +319,7 @@ public final class Int8Engine {
     deinit {
         for b in [melQ, mapA, mapB, mapC, mapD, pooled, hiddenQ] { b.deallocate() }
         sums.deallocate(); gate.deallocate(); floats.deallocate(); centered.deallocate(); gemmScratch.deallocate()
-        dot4Scratch.deallocate(); dot2Scratch.deallocate()
+        dot4Scratch.deallocate(); dot2Scratch.deallocate(); wideMap.deallocate(); centeredI32.deallocate()
     }
 
     /// Multiply-accumulates of one run over `frames` frames (same count as FloatEngine's).
@@ -377,7 +405,12 @@ public final class Int8Engine {
         }
         var rows = (melBins - 1) / 2 + 1, cols = (frames - 1) / 2 + 1
         var x = mapA, y = mapB
-        if !vector(stem) {
+        if wideStem {
+            wideStemAndFirstBlock(frames: frames, output: y)
+            rows = f32_conv_out_size(rows, kernel: blocks[0].kernel, stride: blocks[0].stride, dilation: blocks[0].dilation)
+            cols = f32_conv_out_size(cols, kernel: blocks[0].kernel, stride: blocks[0].stride, dilation: blocks[0].dilation)
+            swap(&x, &y)
+        } else if !vector(stem) {
             stem.weights.withUnsafeBufferPointer { w in
                 s8_stem3x3s2_reference(input: UnsafeBufferPointer(melQ), height: melBins, width: frames,
                                        inputZeroPoint: stem.inputZeroPoint, weights: w, cout: stem.cout,
@@ -396,8 +429,8 @@ public final class Int8Engine {
                 }
             }
         }
-        debug("features.0.act", x, rows * cols * stem.cout)
-        for (bi, b) in blocks.enumerated() {
+        if !wideStem { debug("features.0.act", x, rows * cols * stem.cout) }
+        for (bi, b) in blocks.enumerated() where !(wideStem && bi == 0) {
             var dwIn = x
             if let e = b.expand {
                 pointwise(e, input: x, pixels: rows * cols, output: mapC); dwIn = mapC
@@ -496,9 +529,77 @@ public final class Int8Engine {
 
     /// Hands a tensor to `debugCapture` when set.
     @inline(__always)
-    private func debug(_ name: String, _ t: UnsafeMutableBufferPointer<Int8>, _ count: Int) {
+    private func debug<T: FixedWidthInteger>(_ name: String, _ t: UnsafeMutableBufferPointer<T>, _ count: Int) {
         guard let cap = debugCapture, let q = quants[name] else { return }
-        cap(name, UnsafeBufferPointer(rebasing: t[0..<count]), count, q.0, q.1)
+        // Widened copy: allocates, but only while a test or the quantizer's bias correction has set the hook.
+        let wide = (0..<count).map { Int32(t[$0]) }
+        wide.withUnsafeBufferPointer { cap(name, $0, count, q.0, q.1) }
+    }
+
+    /// The stem with its 16-bit output into `wideMap`, then block 1 (depthwise conv over the 16-bit map through int32
+    /// lanes, banded like `run`'s; projection with the 16-bit map as residual) into `output`; the mel is quantized.
+    private func wideStemAndFirstBlock(frames: Int, output: UnsafeMutableBufferPointer<Int8>) {
+        let rows = (melBins - 1) / 2 + 1, cols = (frames - 1) / 2 + 1, b = blocks[0], d = b.depthwise
+        if usesReferenceKernels {
+            stem.weights.withUnsafeBufferPointer { w in
+                s16_stem3x3s2_reference(input: UnsafeBufferPointer(melQ), height: melBins, width: frames,
+                                        inputZeroPoint: stem.inputZeroPoint, weights: w, cout: stem.cout,
+                                        epilogue: stem.epilogue, output: wideMap)
+            }
+        } else {
+            s8_center_plane_f32(input: UnsafeBufferPointer(melQ), count: melBins * frames, zeroPoint: stem.inputZeroPoint,
+                                centered: centered)
+            stem.packed.withUnsafeBufferPointer { w in
+                s16_stem3x3s2_c8_simd(centered: UnsafeBufferPointer(centered), height: melBins, width: frames, packed: w,
+                                      epilogue: stem.epilogue, output: wideMap)
+            }
+        }
+        debug("features.0.act", wideMap, rows * cols * stem.cout)
+        let orows = f32_conv_out_size(rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+        let ocols = f32_conv_out_size(cols, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+        if usesReferenceKernels {
+            d.weights.withUnsafeBufferPointer { w in
+                s16_dwconv_reference(input: UnsafeBufferPointer(wideMap), height: rows, width: cols, channels: d.cout,
+                                     inputZeroPoint: d.inputZeroPoint, weights: w, kernel: b.kernel, stride: b.stride,
+                                     dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: 0..<orows)
+            }
+        } else {
+            let rowValues = cols * d.cout, span = (b.kernel - 1) * b.dilation
+            let bandRows = max(1, (max(1, 65_536 / rowValues) - span) / b.stride)
+            var r0 = 0
+            while r0 < orows {
+                let band = r0..<min(orows, r0 + bandRows)
+                let inRows = s8_dw_input_rows(band, height: rows, kernel: b.kernel, stride: b.stride, dilation: b.dilation)
+                s16_center_i32(input: UnsafeBufferPointer(rebasing: wideMap[(inRows.lowerBound * rowValues)...]),
+                               count: inRows.count * rowValues, zeroPoint: d.inputZeroPoint, centered: centeredI32)
+                d.packedI32.withUnsafeBufferPointer { w in
+                    s16_dwconv_c8n_8x8_i32(centered: UnsafeBufferPointer(centeredI32), height: rows, width: cols,
+                                           channels: d.cout, packed: w, kernel: b.kernel, stride: b.stride,
+                                           dilation: b.dilation, epilogue: d.epilogue, output: mapD, rows: band,
+                                           centeredFirstRow: inRows.lowerBound)
+                }
+                r0 = band.upperBound
+            }
+        }
+        let n = orows * ocols, l = b.project
+        debug(names[0][1], mapD, n * d.cout)
+        if !b.residual {
+            pointwise(l, input: mapD, pixels: n, output: output)
+        } else if usesReferenceKernels {
+            l.weights.withUnsafeBufferPointer { w in
+                s8_conv1x1_res16_reference(input: UnsafeBufferPointer(mapD), pixels: n, cin: l.cin, weights: w,
+                                           cout: l.cout, epilogue: l.epilogue, residual: UnsafeBufferPointer(wideMap),
+                                           output: output)
+            }
+        } else {
+            l.packed.withUnsafeBufferPointer { w in
+                s8_conv1x1_c8n_8x8_res16_simd(input: UnsafeBufferPointer(mapD), pixels: n, cin: l.cin, packed: w,
+                                              cout: l.cout, epilogue: l.epilogue,
+                                              residual: UnsafeBufferPointer(wideMap), scratch: gemmScratch,
+                                              output: output)
+            }
+        }
+        debug(names[0][2], output, n * l.cout)
     }
 
     /// Squeeze-excitation: float pooled mean of the dequantized map, fc1, ReLU, fc2, sigmoid; the gated map is

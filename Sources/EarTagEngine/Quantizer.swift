@@ -147,9 +147,14 @@ public struct QuantizerOptions: Sendable {
     public var equalizationLimit: Float = 16
     /// Empirical bias correction (see `Quantizer.correctBiases`): rounds of per-layer corrections; 0 disables it.
     public var biasCorrectionRounds = 1
+    /// Bits of the stem output `features.0.act`: 16 (default) where the engine has 16-bit kernels for the stem and
+    /// block 1 (`QuantizedModel.supportsWideStemOutput`), else 8. Its range is then the raw min/max.
+    public var stemOutputBits = 16
 
     public init(rangeMethod: RangeMethod = .mse, samplesPerInput: Int = 1 << 17,
-                minMaxKeys: Set<String> = ["input"], equalizationLimit: Float = 16, biasCorrectionRounds: Int = 1) {
+                minMaxKeys: Set<String> = ["input"], equalizationLimit: Float = 16, biasCorrectionRounds: Int = 1,
+                stemOutputBits: Int = 16) {
+        self.stemOutputBits = stemOutputBits
         self.equalizationLimit = equalizationLimit
         self.biasCorrectionRounds = biasCorrectionRounds
         self.rangeMethod = rangeMethod
@@ -163,11 +168,13 @@ public struct ActivationQuant: Sendable, Equatable {
     public var scale: Double
     public var zeroPoint: Int32
 
-    /// The int8 quantization covering [lo, hi] (widened to include 0 so that 0 is exact).
-    public init(lo: Double, hi: Double) {
+    /// The int8 (or, with `bits` 16, int16) quantization covering [lo, hi] (widened to include 0 so that 0 is exact).
+    public init(lo: Double, hi: Double, bits: Int = 8) {
+        precondition(bits == 8 || bits == 16)
         let l = min(lo, 0), h = max(max(hi, 0), l + 1e-6)
-        scale = (h - l) / 255
-        zeroPoint = Int32(min(max((-128 - l / scale).rounded(), -128), 127))
+        let qmin = bits == 8 ? -128.0 : -32768.0, qmax = -qmin - 1
+        scale = (h - l) / (qmax - qmin)
+        zeroPoint = Int32(min(max((qmin - l / scale).rounded(), qmin), qmax))
     }
 
     public init(scale: Double, zeroPoint: Int32) {
@@ -304,6 +311,7 @@ public enum Quantizer {
         /// mean slope per channel (nil: no activation).
         var order: [(layer: String, key: String, inputScale: Double, slope: String?)] = []
         var tensors: [String: SafetensorsTensor] = [:]
+        let wideStem = options.stemOutputBits == 16 && QuantizedModel.supportsWideStemOutput(arch)
         /// Stores a scale and zero point.
         func put(_ prefix: String, _ q: ActivationQuant, scale: String = "scale", zero: String = "zero_point") {
             tensors["\(prefix).\(scale)"] = SafetensorsTensor(float32: Tensor(shape: [1], data: [Float(q.scale)]))
@@ -354,7 +362,10 @@ public enum Quantizer {
             let out = quant(name + ".out")
             put(name, out, scale: "out_scale", zero: "out_zero_point")
             guard hardswish else { return out }
-            let act = quant(name + ".act")
+            let act = name == "features.0" && wideStem
+                ? ActivationQuant(lo: observer.range(name + ".act", .minMax).lo,
+                                  hi: observer.range(name + ".act", .minMax).hi, bits: 16)
+                : quant(name + ".act")
             put(name, act, scale: "act_scale", zero: "act_zero_point")
             return act
         }
@@ -397,7 +408,8 @@ public enum Quantizer {
         }
         _ = layer("classifier.out", input: x, hardswish: false, tapMajor: false, foldZeroPoint: true)
         var q = QuantizedModel(architecture: arch, frontend: model.frontend, labels: model.labels, name: model.name,
-                               sourceSHA256: model.sourceSHA256, tensors: tensors)
+                               sourceSHA256: model.sourceSHA256, tensors: tensors,
+                               int16Activations: wideStem ? [QuantizedModel.wideStemOutput] : [])
         try q.validate(path: "<quantized \(model.name)>")
         for _ in 0..<options.biasCorrectionRounds {
             try correctBiases(&q, order: order, floatMeans: means, calibration: mels)

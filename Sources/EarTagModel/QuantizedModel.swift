@@ -20,7 +20,12 @@ public struct QuantizedModel: Sendable {
         + "units, residual added in real units, times 1 / s_out, round to nearest even); global average pool as int32 "
         + "sum + requantization; squeeze-excitation in float on the pooled vector, the gated map requantized to its own "
         + "calibrated quantization (per-channel float multiplier gate * s_in / s_out); final Linear "
-        + "dequantized to float logits"
+        + "dequantized to float logits; the stem output (features.0.act) at 16 bits (int16, |q| <= 32767, "
+        + "zero point -32768...32767) when eartag.int16_activations names it"
+    /// Metadata key listing the activations stored at 16 bits (comma-separated; only `features.0.act` exists).
+    public static let int16ActivationsKey = "eartag.int16_activations"
+    /// The activation that may be stored at 16 bits: the stem output.
+    public static let wideStemOutput = "features.0.act"
 
     public var architecture: Architecture
     public var frontend: FrontendSettings
@@ -29,9 +34,12 @@ public struct QuantizedModel: Sendable {
     public var sourceSHA256: String?
     /// Every quantized tensor by name (see `expectedTensors`).
     public var tensors: [String: SafetensorsTensor]
+    /// Activations quantized to 16 bits instead of 8 (`wideStemOutput` or nothing; see `supportsWideStemOutput`).
+    public var int16Activations: Set<String>
 
     public init(architecture: Architecture, frontend: FrontendSettings, labels: [Label], name: String,
-                sourceSHA256: String?, tensors: [String: SafetensorsTensor]) {
+                sourceSHA256: String?, tensors: [String: SafetensorsTensor], int16Activations: Set<String> = []) {
+        self.int16Activations = int16Activations
         self.architecture = architecture
         self.frontend = frontend
         self.labels = labels
@@ -64,6 +72,16 @@ public struct QuantizedModel: Sendable {
             out.append(("classifier.out", [a.numClasses, a.lastConvChannels], false))
         }
         return out
+    }
+
+    /// True when the int8 engine can run architecture `a` with its stem output at 16 bits: an 8-channel stem whose
+    /// output feeds block 1's 3x3 depthwise conv directly (no expand, no SE, a multiple of 8 channels) and block 1's
+    /// projection (at most 8 inputs, a multiple of 8 outputs; its residual then reads the 16-bit map). Those are the
+    /// shapes of the 16-bit kernels (the int16 section of EarTagKernelsNarrow/Int8Narrow.swift); every MN width up to 0.5 has them.
+    public static func supportsWideStemOutput(_ a: Architecture) -> Bool {
+        guard a.stemChannels == 8, let b = a.blocks.first else { return false }
+        return !b.hasExpand && b.seChannels == nil && b.kernel == 3 && b.expandedChannels % 8 == 0
+            && b.expandedChannels <= 8 && b.outputChannels % 8 == 0
     }
 
     /// Largest |weight| of an 8-bit layer and of a 12-bit ("wide") layer.
@@ -117,7 +135,7 @@ public struct QuantizedModel: Sendable {
     }
 
     /// Checks the architecture bounds (`boundsProblem`), then every tensor against `expectedTensors`: presence, dtype, shape, no extras; scales finite and > 0;
-    /// zero points in -128...127. Errors name the tensor.
+    /// zero points in -128...127 (-32768...32767 for a 16-bit activation). Errors name the tensor.
     public func validate(path: String) throws {
         func bad(_ r: String) -> ModelError { .badModelFile(path: path, reason: r) }
         // Also reached by `Int8Engine.init` for models built in memory: the engine's buffers rely on these bounds.
@@ -126,6 +144,14 @@ public struct QuantizedModel: Sendable {
             throw bad("\(labels.count) labels but the architecture has \(architecture.numClasses) classes")
         }
         let expected = QuantizedModel.expectedTensors(architecture)
+        for a in int16Activations.sorted() where a != QuantizedModel.wideStemOutput {
+            throw bad("\(QuantizedModel.int16ActivationsKey) names '\(a)'; only \(QuantizedModel.wideStemOutput) can be 16-bit")
+        }
+        if !int16Activations.isEmpty && !QuantizedModel.supportsWideStemOutput(architecture) {
+            throw bad("\(QuantizedModel.int16ActivationsKey) names \(QuantizedModel.wideStemOutput), but this architecture's "
+                      + "stem and first block have no 16-bit kernels")
+        }
+        let wideZeroPoint = int16Activations.isEmpty ? nil : "features.0.act_zero_point"
         for (n, spec) in expected.sorted(by: { $0.key < $1.key }) {
             guard let t = tensors[n] else { throw ModelError.missingTensor(path: path, tensor: n) }
             guard t.dtype == spec.dtype else { throw bad("tensor '\(n)' is \(t.dtype.rawValue), expected \(spec.dtype.rawValue)") }
@@ -139,8 +165,9 @@ public struct QuantizedModel: Sendable {
                 }
             }
             if n.hasSuffix("zero_point") {
-                for v in int32Values(t) where v < -128 || v > 127 {
-                    throw bad("tensor '\(n)' holds zero point \(v), outside -128...127")
+                let limit: Int32 = n == wideZeroPoint ? 32768 : 128
+                for v in int32Values(t) where v < -limit || v > limit - 1 {
+                    throw bad("tensor '\(n)' holds zero point \(v), outside -\(limit)...\(limit - 1)")
                 }
             }
             if n.hasSuffix(".weight") && (t.dtype == .i8 || t.dtype == .i16) {
@@ -185,6 +212,7 @@ public struct QuantizedModel: Sendable {
                  "eartag.frontend": try json(frontend), "eartag.labels": try json(labels), "eartag.name": name,
                  "eartag.scheme": QuantizedModel.scheme]
         if let sha = sourceSHA256 { m["eartag.source_sha256"] = sha }
+        if !int16Activations.isEmpty { m[QuantizedModel.int16ActivationsKey] = int16Activations.sorted().joined(separator: ",") }
         try SafetensorsFile(metadata: m, tensors: tensors).write(to: path)
     }
 
@@ -196,8 +224,11 @@ public struct QuantizedModel: Sendable {
     /// Validates an already parsed safetensors file as an int8 model.
     static func load(file: SafetensorsFile, path: String) throws -> QuantizedModel {
         let meta = try ModelMetadata(file: file, path: path, format: format)
+        let wide = (file.metadata[int16ActivationsKey] ?? "").split(separator: ",", omittingEmptySubsequences: false)
+            .map(String.init)
         let model = QuantizedModel(architecture: meta.architecture, frontend: meta.frontend, labels: meta.labels,
-                                   name: meta.name, sourceSHA256: meta.sourceSHA256, tensors: file.tensors)
+                                   name: meta.name, sourceSHA256: meta.sourceSHA256, tensors: file.tensors,
+                                   int16Activations: file.metadata[int16ActivationsKey] == nil ? [] : Set(wide))
         try model.validate(path: path)
         return model
     }

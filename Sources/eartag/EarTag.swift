@@ -183,6 +183,8 @@ struct Quantize: ParsableCommand {
     @Option(help: "Range choice: mse, minmax or percentile (99.99).") var method: String = "mse"
     @Option(help: "At most this many calibration files.") var maxFiles: Int = 200
     @Option(help: "Rounds of empirical bias correction, 0-4 (0 disables).") var biasCorrection: Int = 1
+    @Option(help: "Bits of the stem output, 16 or 8 (16 only where the engine has 16-bit kernels for it).")
+    var stemBits: Int = 16
 
     func validate() throws {
         guard !calibrate.isEmpty else { throw ValidationError("give calibration audio with --calibrate FILE_OR_DIR...") }
@@ -190,6 +192,7 @@ struct Quantize: ParsableCommand {
             throw ValidationError("--method must be minmax, percentile or mse (got '\(method)')")
         }
         guard maxFiles >= 1 else { throw ValidationError("--max-files must be at least 1") }
+        guard stemBits == 8 || stemBits == 16 else { throw ValidationError("--stem-bits must be 8 or 16 (got \(stemBits))") }
         guard (0...4).contains(biasCorrection) else {
             throw ValidationError("--bias-correction must be 0...4 (got \(biasCorrection))")
         }
@@ -203,7 +206,7 @@ struct Quantize: ParsableCommand {
         }
         let files = try fail { try Calibration.audioFiles(calibrate, limit: maxFiles) }
         let mels = try fail { try Calibration.mels(files: files, frontend: float.frontend) { printError($0) } }
-        var options = QuantizerOptions(biasCorrectionRounds: biasCorrection)
+        var options = QuantizerOptions(biasCorrectionRounds: biasCorrection, stemOutputBits: stemBits)
         switch method {
         case "percentile": options.rangeMethod = .percentile(99.99)
         case "minmax": options.rangeMethod = .minMax

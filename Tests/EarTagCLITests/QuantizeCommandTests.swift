@@ -57,5 +57,8 @@ final class QuantizeCommandTests: CLITestCase {
         let rounds = try run(["quantize", "--model", model, "--calibrate", empty, "--bias-correction", "9", "-o", "x"])
         XCTAssertEqual(rounds.status, 64)
         XCTAssertTrue(rounds.stderr.hasPrefix("Error: --bias-correction must be 0...4 (got 9)"), rounds.stderr)
+        let bits = try run(["quantize", "--model", model, "--calibrate", empty, "--stem-bits", "12", "-o", "x"])
+        XCTAssertEqual(bits.status, 64)
+        XCTAssertTrue(bits.stderr.hasPrefix("Error: --stem-bits must be 8 or 16 (got 12)"), bits.stderr)
     }
 }
