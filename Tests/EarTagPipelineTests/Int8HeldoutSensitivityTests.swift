@@ -98,6 +98,27 @@ final class Int8HeldoutSensitivityTests: XCTestCase {
                                          mel: clips[0].mel, frames: clips[0].frames) { k, _ in
             if quant(k) != nil { every.insert(k) }
         }
+        // Groups of tensors by role, for the group analysis (EARTAG_INT8_HELDOUT_GROUPS=1): each widened on top of
+        // the 16-bit stem output, and each left int8 with everything else 16-bit.
+        let stemKey: Set = ["features.0.act"]
+        let lastKey = "features.\(model.architecture.blocks.count + 1).act"
+        let groups: [(String, Set<String>)] = [
+            ("the head (last conv, pool, classifier hidden)",
+             every.filter { $0 == lastKey || $0 == "pool" || $0.hasPrefix("classifier.") }),
+            ("the SE-gated maps", every.filter { $0.hasSuffix(".se.gated") }),
+            ("the block outputs", every.filter { $0.hasSuffix(".add.out") || $0.hasSuffix(".project.out") }),
+            ("the expand outputs", every.filter { $0.contains(".expand.") }),
+            ("the depthwise outputs", every.filter { $0.contains(".depthwise.") }),
+        ]
+        if ProcessInfo.processInfo.environment["EARTAG_INT8_HELDOUT_GROUPS"] != nil {
+            print("held-out sensitivity: 16-bit tensors: \(every.sorted())")
+            report("quantized weights, 16-bit stem only", clips.map { probs(logits(wnet, $0, wide: stemKey)) })
+            for (tag, g) in groups {
+                report("quantized weights, 16-bit stem + " + tag, clips.map { probs(logits(wnet, $0, wide: stemKey.union(g))) })
+                report("quantized weights, 16-bit all but " + tag, clips.map { probs(logits(wnet, $0, wide: every.subtracting(g))) })
+            }
+            return
+        }
         for (tag, wide) in [("int8 activations", Set<String>()), ("16-bit features.0.act", ["features.0.act"]),
                             ("16-bit input + features.0.act", ["input", "features.0.act"]),
                             ("16-bit stem and block 1 outputs", block1), ("16-bit stem and blocks 1-3", blocks3),
