@@ -120,6 +120,9 @@ public final class Int8Engine {
     /// Test and calibration hook: receives each quantized tensor (widened to int32; int8, or int16 for the 16-bit
     /// stem output) with its name (as the Quantizer's observation keys) and quantization (scale, zero point).
     var debugCapture: ((String, UnsafeBufferPointer<Int32>, Int, Double, Int32) -> Void)?
+    /// When set, only these tensors are widened and handed to `debugCapture` (bias correction wants one per run:
+    /// widening every tensor made `eartag quantize` spend most of its time copying).
+    var debugCaptureNames: Set<String>?
     /// Output quantization (scale, zero point) of each captured tensor, by name.
     private var quants: [String: (Double, Int32)] = [:]
 
@@ -530,7 +533,7 @@ public final class Int8Engine {
     /// Hands a tensor to `debugCapture` when set.
     @inline(__always)
     private func debug<T: FixedWidthInteger>(_ name: String, _ t: UnsafeMutableBufferPointer<T>, _ count: Int) {
-        guard let cap = debugCapture, let q = quants[name] else { return }
+        guard let cap = debugCapture, debugCaptureNames?.contains(name) ?? true, let q = quants[name] else { return }
         // Widened copy: allocates, but only while a test or the quantizer's bias correction has set the hook.
         let wide = (0..<count).map { Int32(t[$0]) }
         wide.withUnsafeBufferPointer { cap(name, $0, count, q.0, q.1) }
