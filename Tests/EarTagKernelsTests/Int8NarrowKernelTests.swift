@@ -57,7 +57,7 @@ final class Int8NarrowKernelTests: XCTestCase {
         let shapes = [(3, 1, 1), (3, 2, 1), (5, 1, 1), (5, 2, 1), (3, 1, 2), (5, 1, 2)]
         // Channels: one group of 8, two (a 16-multiple), three and five groups (the kernel's reason to exist).
         for (c, (k, st, d)) in [8, 16, 24, 40].flatMap({ c in shapes.map { (c, $0) } }) {
-            var sizes = [(1, 1), (1, 2), (2, 3), (3, 3), (4, 5), (6, 7), (5, 8), (9, 13)]
+            var sizes = [(1, 1), (1, 2), (2, 3), (3, 3), (4, 5), (6, 7), (5, 8), (9, 13), (3, 40), (6, 37)]
             sizes += (0..<4).map { _ in (Int.random(in: 1...9, using: &rng), Int.random(in: 1...31, using: &rng)) }
             for (h, w) in sizes {
                 for extreme in [false, true] {
