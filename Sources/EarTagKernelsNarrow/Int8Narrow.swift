@@ -832,6 +832,29 @@ public func s16_dwconv_c8n_8x8_i32(
     }
 }
 
+/// The 8 int32 accumulators of an 8-pixel x 8-channel tile of `dwconvI32` at stride 1 and dilation 1.
+struct TileI32 {
+    var a0 = SIMD8<Int32>(), a1 = SIMD8<Int32>(), a2 = SIMD8<Int32>(), a3 = SIMD8<Int32>()
+    var a4 = SIMD8<Int32>(), a5 = SIMD8<Int32>(), a6 = SIMD8<Int32>(), a7 = SIMD8<Int32>()
+
+    /// Adds one kernel row of a 3x3 kernel: input pixels x0...x9 (int32 lanes) from byte offset `p` of `xb` (pitch
+    /// `pb`), tap weights from offset `t` of `wb` (pitch `tb`); pixel j takes x[j] w0 + x[j+1] w1 + x[j+2] w2.
+    /// Integer sums, exact in any order (the bound of `s16_dwconv_c8n_8x8_i32`).
+    @_transparent
+    mutating func row3(_ xb: UnsafeRawPointer, _ p: Int, _ pb: Int, _ wb: UnsafeRawPointer, _ t: Int, _ tb: Int) {
+        let w0 = load8i(wb, t), w1 = load8i(wb, t + tb), w2 = load8i(wb, t + 2 * tb)
+        let x0 = load8i(xb, p), x1 = load8i(xb, p + pb), x2 = load8i(xb, p + 2 * pb), x3 = load8i(xb, p + 3 * pb)
+        let x4 = load8i(xb, p + 4 * pb), x5 = load8i(xb, p + 5 * pb), x6 = load8i(xb, p + 6 * pb), x7 = load8i(xb, p + 7 * pb)
+        let x8 = load8i(xb, p + 8 * pb), x9 = load8i(xb, p + 9 * pb)
+        a0 &+= x0 &* w0; a1 &+= x1 &* w0; a2 &+= x2 &* w0; a3 &+= x3 &* w0
+        a4 &+= x4 &* w0; a5 &+= x5 &* w0; a6 &+= x6 &* w0; a7 &+= x7 &* w0
+        a0 &+= x1 &* w1; a1 &+= x2 &* w1; a2 &+= x3 &* w1; a3 &+= x4 &* w1
+        a4 &+= x5 &* w1; a5 &+= x6 &* w1; a6 &+= x7 &* w1; a7 &+= x8 &* w1
+        a0 &+= x2 &* w2; a1 &+= x3 &* w2; a2 &+= x4 &* w2; a3 &+= x5 &* w2
+        a4 &+= x6 &* w2; a5 &+= x7 &* w2; a6 &+= x8 &* w2; a7 &+= x9 &* w2
+    }
+}
+
 /// The body of `s16_dwconv_c8n_8x8_i32` for activation `A` (`xb`: the centered int32 input, shifted so that input
 /// row 0 is at offset 0; `wb`: packed int32 weights [k*k][c]; `sp`/`bp`: the epilogue's padded scale and bias).
 @inline(__always)
@@ -854,6 +877,25 @@ func dwconvI32<A: Activation8>(_: A.Type, _ xb: UnsafeRawPointer, _ wb: UnsafeRa
         var ox = 0
         while ox < wo {
             let out = o + (oy * wo + ox) * c
+            if ox >= interiorLo && ox + 8 <= interiorHi && st == 1 && d == 1 && k == 3 {
+                // Stride 1, 3x3 (block 1 of every model with the 16-bit stem output): each input pixel of a kernel
+                // row loaded once, as in `dwconvC8` (`TileI32.row3`).
+                for gi in 0..<groups {
+                    var a = TileI32()
+                    for ky in kyLo..<kyHi {
+                        a.row3(xb, pixelBytes * ((oy - pad + ky) * w + ox - pad) + 32 * gi, pixelBytes,
+                               wb, tapBytes * ky * 3 + 32 * gi, tapBytes)
+                    }
+                    ep.load(sp, bp, group: gi)
+                    let og = out + 8 * gi
+                    ep.emit(float8(a.a0), A.self, to: og); ep.emit(float8(a.a1), A.self, to: og + c)
+                    ep.emit(float8(a.a2), A.self, to: og + 2 * c); ep.emit(float8(a.a3), A.self, to: og + 3 * c)
+                    ep.emit(float8(a.a4), A.self, to: og + 4 * c); ep.emit(float8(a.a5), A.self, to: og + 5 * c)
+                    ep.emit(float8(a.a6), A.self, to: og + 6 * c); ep.emit(float8(a.a7), A.self, to: og + 7 * c)
+                }
+                ox += 8
+                continue
+            }
             if ox >= interiorLo && ox + 8 <= interiorHi {
                 for gi in 0..<groups {
                     var a0 = SIMD8<Int32>(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0
