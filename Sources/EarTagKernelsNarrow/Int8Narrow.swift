@@ -174,10 +174,11 @@ public func s8_stem3x3s2_c8_simd(
              hardswish: { stemC8(Hardswish8.self, x, h, w, pw, ep, o) })
 }
 
-/// The body of `s8_stem3x3s2_c8_simd` for activation `A`.
+/// The body of `s8_stem3x3s2_c8_simd` and `s16_stem3x3s2_c8_simd` for activation `A`, storing outputs of type `T`
+/// (int8 or int16, `StemOutput8`).
 @inline(__always)
-func stemC8<A: Activation8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, _ w: Int, _ pw: UnsafeRawPointer,
-                            _ ep: Epilogue8, _ o: UnsafeMutablePointer<Int8>) {
+func stemC8<A: Activation8, T: StemOutput8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, _ w: Int,
+                                           _ pw: UnsafeRawPointer, _ ep: Epilogue8, _ o: UnsafeMutablePointer<T>) {
     let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
     let taps = Taps9(pw)
     // Interior outputs: rows 1 ..< yHi and columns 1 ..< xHi read taps 2o-1 ... 2o+1, all inside.
@@ -189,35 +190,54 @@ func stemC8<A: Activation8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, _ w:
             let out = o + (oy * wo + ox) * 8
             if interiorRow && ox >= 1 && ox + 8 <= xHi {
                 let r0 = x + (2 * oy - 1) * w + 2 * ox - 1, r1 = r0 + w, r2 = r1 + w
-                ep.emit(taps.sum(r0, r1, r2, 0), A.self, to: out)
-                ep.emit(taps.sum(r0, r1, r2, 2), A.self, to: out + 8)
-                ep.emit(taps.sum(r0, r1, r2, 4), A.self, to: out + 16)
-                ep.emit(taps.sum(r0, r1, r2, 6), A.self, to: out + 24)
-                ep.emit(taps.sum(r0, r1, r2, 8), A.self, to: out + 32)
-                ep.emit(taps.sum(r0, r1, r2, 10), A.self, to: out + 40)
-                ep.emit(taps.sum(r0, r1, r2, 12), A.self, to: out + 48)
-                ep.emit(taps.sum(r0, r1, r2, 14), A.self, to: out + 56)
+                T.emit(ep, taps.sum(r0, r1, r2, 0), A.self, to: out)
+                T.emit(ep, taps.sum(r0, r1, r2, 2), A.self, to: out + 8)
+                T.emit(ep, taps.sum(r0, r1, r2, 4), A.self, to: out + 16)
+                T.emit(ep, taps.sum(r0, r1, r2, 6), A.self, to: out + 24)
+                T.emit(ep, taps.sum(r0, r1, r2, 8), A.self, to: out + 32)
+                T.emit(ep, taps.sum(r0, r1, r2, 10), A.self, to: out + 40)
+                T.emit(ep, taps.sum(r0, r1, r2, 12), A.self, to: out + 48)
+                T.emit(ep, taps.sum(r0, r1, r2, 14), A.self, to: out + 56)
                 ox += 8
                 continue
             }
             if interiorRow && ox >= 1 && ox < xHi {
                 let r0 = x + (2 * oy - 1) * w + 2 * ox - 1
-                ep.emit(taps.sum(r0, r0 + w, r0 + 2 * w, 0), A.self, to: out)
+                T.emit(ep, taps.sum(r0, r0 + w, r0 + 2 * w, 0), A.self, to: out)
             } else {
+                // Border pixel: padded taps skipped, in the reference's order.
                 var a = SIMD8<Float>()
-                for ky in 0..<3 {
-                    let iy = 2 * oy - 1 + ky
-                    if iy < 0 || iy >= h { continue }
-                    for kx in 0..<3 {
-                        let ix = 2 * ox - 1 + kx
-                        if ix < 0 || ix >= w { continue }
-                        a.addProduct(load8(pw, 64 * (ky * 3 + kx)), x[iy * w + ix])
+                for ky in 0..<3 where 2 * oy - 1 + ky >= 0 && 2 * oy - 1 + ky < h {
+                    for kx in 0..<3 where 2 * ox - 1 + kx >= 0 && 2 * ox - 1 + kx < w {
+                        a.addProduct(load8(pw, 64 * (ky * 3 + kx)), x[(2 * oy - 1 + ky) * w + 2 * ox - 1 + kx])
                     }
                 }
-                ep.emit(a, A.self, to: out)
+                T.emit(ep, a, A.self, to: out)
             }
             ox += 1
         }
+    }
+}
+
+/// An output element of the 8-channel stem: how 8 exact sums are requantized and stored as `Self`.
+protocol StemOutput8 {
+    /// Requantizes `sum` with `ep` (activation `A`) and stores 8 values at `o`.
+    static func emit<A: Activation8>(_ ep: Epilogue8, _ sum: SIMD8<Float>, _: A.Type, to o: UnsafeMutablePointer<Self>)
+}
+
+extension Int8: StemOutput8 {
+    /// `Epilogue8.emit`.
+    @_transparent
+    static func emit<A: Activation8>(_ ep: Epilogue8, _ sum: SIMD8<Float>, _: A.Type, to o: UnsafeMutablePointer<Int8>) {
+        ep.emit(sum, A.self, to: o)
+    }
+}
+
+extension Int16: StemOutput8 {
+    /// `Epilogue8.emit16` (the epilogue needs the bounds of `init(int16Output:)`).
+    @_transparent
+    static func emit<A: Activation8>(_ ep: Epilogue8, _ sum: SIMD8<Float>, _: A.Type, to o: UnsafeMutablePointer<Int16>) {
+        ep.emit16(sum, A.self, to: o)
     }
 }
 
@@ -659,53 +679,9 @@ public func s16_stem3x3s2_c8_simd(
     precondition(s16ZeroPoints.contains(e.zeroPoint), "output zero point \(e.zeroPoint) outside the int16 range")
     let ep = Epilogue8(int16Output: e)
     dispatch(e.activation,
-             none: { stemC8To16(Identity8.self, x, h, w, pw, ep, o) },
-             relu: { stemC8To16(ReLU8.self, x, h, w, pw, ep, o) },
-             hardswish: { stemC8To16(Hardswish8.self, x, h, w, pw, ep, o) })
-}
-
-/// The body of `s16_stem3x3s2_c8_simd` for activation `A` (`stemC8` with int16 stores).
-@inline(__always)
-func stemC8To16<A: Activation8>(_: A.Type, _ x: UnsafePointer<Float>, _ h: Int, _ w: Int, _ pw: UnsafeRawPointer,
-                                _ ep: Epilogue8, _ o: UnsafeMutablePointer<Int16>) {
-    let ho = (h - 1) / 2 + 1, wo = (w - 1) / 2 + 1
-    let taps = Taps9(pw)
-    // Interior outputs: rows 1 ..< yHi and columns 1 ..< xHi read taps 2o-1 ... 2o+1, all inside.
-    let yHi = (h - 2) / 2 + 1, xHi = (w - 2) / 2 + 1
-    for oy in 0..<ho {
-        let interiorRow = oy >= 1 && oy < yHi
-        var ox = 0
-        while ox < wo {
-            let out = o + (oy * wo + ox) * 8
-            if interiorRow && ox >= 1 && ox + 8 <= xHi {
-                let r0 = x + (2 * oy - 1) * w + 2 * ox - 1, r1 = r0 + w, r2 = r1 + w
-                ep.emit16(taps.sum(r0, r1, r2, 0), A.self, to: out)
-                ep.emit16(taps.sum(r0, r1, r2, 2), A.self, to: out + 8)
-                ep.emit16(taps.sum(r0, r1, r2, 4), A.self, to: out + 16)
-                ep.emit16(taps.sum(r0, r1, r2, 6), A.self, to: out + 24)
-                ep.emit16(taps.sum(r0, r1, r2, 8), A.self, to: out + 32)
-                ep.emit16(taps.sum(r0, r1, r2, 10), A.self, to: out + 40)
-                ep.emit16(taps.sum(r0, r1, r2, 12), A.self, to: out + 48)
-                ep.emit16(taps.sum(r0, r1, r2, 14), A.self, to: out + 56)
-                ox += 8
-                continue
-            }
-            if interiorRow && ox >= 1 && ox < xHi {
-                let r0 = x + (2 * oy - 1) * w + 2 * ox - 1
-                ep.emit16(taps.sum(r0, r0 + w, r0 + 2 * w, 0), A.self, to: out)
-            } else {
-                // Border pixel: padded taps skipped, in the reference's order.
-                var a = SIMD8<Float>()
-                for ky in 0..<3 where 2 * oy - 1 + ky >= 0 && 2 * oy - 1 + ky < h {
-                    for kx in 0..<3 where 2 * ox - 1 + kx >= 0 && 2 * ox - 1 + kx < w {
-                        a.addProduct(load8(pw, 64 * (ky * 3 + kx)), x[(2 * oy - 1 + ky) * w + 2 * ox - 1 + kx])
-                    }
-                }
-                ep.emit16(a, A.self, to: out)
-            }
-            ox += 1
-        }
-    }
+             none: { stemC8(Identity8.self, x, h, w, pw, ep, o) },
+             relu: { stemC8(ReLU8.self, x, h, w, pw, ep, o) },
+             hardswish: { stemC8(Hardswish8.self, x, h, w, pw, ep, o) })
 }
 
 // MARK: - Depthwise conv reading int16
