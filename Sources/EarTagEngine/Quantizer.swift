@@ -204,7 +204,8 @@ struct Observer {
         let stride = max(1, (values.count + cap - 1) / cap)
         // Appended in place: taking the array out of the dictionary and storing it back copied every sample
         // gathered so far on each call.
-        samples[key, default: []].append(contentsOf: Swift.stride(from: 0, to: values.count, by: stride).lazy.map { values[$0] })
+        let picked = Swift.stride(from: 0, to: values.count, by: stride).lazy.map { values[$0] }
+        samples[key, default: []].append(contentsOf: picked)
     }
 
     /// The range chosen for `key` by `method`.
@@ -475,8 +476,7 @@ public enum Quantizer {
             let engine = try Int8Engine(model: q, maxFrames: maxFrames, referenceKernels: false)
             var got = ChannelMeans()
             engine.debugCaptureNames = [key]
-            engine.debugCapture = { name, t, n, scale, zp in
-                guard name == key else { return }
+            engine.debugCapture = { _, t, n, scale, zp in
                 let c = target.count
                 var sums = [Double](repeating: 0, count: c)
                 for i in 0..<n { sums[i % c] += Double(t[i]) - Double(zp) }
